@@ -1,0 +1,73 @@
+// tour: runs the short examples one after another, each as its own program, so that what you
+// see is exactly what running it yourself prints. Add new examples to `stops` below.
+//
+// Usage: tour [--list]
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace {
+
+struct stop {
+    const char* program;
+    std::vector<const char*> args;
+    const char* what;
+};
+
+const std::vector<stop> stops = {
+    {"hello", {"--seconds", "0.2"}, "asyncio's hello world: run + sleep"},
+    {"display_date", {"--seconds", "1", "--interval", "0.25"},
+     "seeds/002: print the date on a timer (shortened from 5 s)"},
+    {"loop_stop", {}, "seeds/002: loop.stop() inside a task; asyncio.run raises"},
+};
+
+std::string directory_of(const char* path) {
+    std::string p = path;
+    auto slash = p.rfind('/');
+    return slash == std::string::npos ? std::string(".") : p.substr(0, slash);
+}
+
+int run(const std::string& dir, const stop& s) {
+    std::string exe = dir + "/" + s.program;
+    std::vector<char*> argv{const_cast<char*>(exe.c_str())};
+    for (const char* a : s.args) argv.push_back(const_cast<char*>(a));
+    argv.push_back(nullptr);
+    std::fflush(stdout);
+    pid_t pid = ::fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        ::execv(exe.c_str(), argv.data());
+        std::perror(exe.c_str());
+        ::_exit(127);
+    }
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0) {
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    if (argc > 1 && !std::strcmp(argv[1], "--list")) {
+        for (const stop& s : stops) std::printf("%-14s %s\n", s.program, s.what);
+        return 0;
+    }
+    const std::string dir = directory_of(argv[0]);
+    int failures = 0;
+    for (const stop& s : stops) {
+        std::printf("\n=== %s: %s\n", s.program, s.what);
+        int rc = run(dir, s);
+        if (rc != 0) {
+            std::printf("=== %s FAILED (exit %d)\n", s.program, rc);
+            ++failures;
+        }
+    }
+    std::printf("\n=== tour finished: %zu examples, %d failed\n", stops.size(), failures);
+    return failures ? 1 : 0;
+}
