@@ -144,3 +144,14 @@ TEST_CASE("an abandoned pending future with a done callback frees both") {
     });
     CHECK(corio_test::counted::alive() == 0);
 }
+
+TEST_CASE("awaiting an empty future handle is an error, not a crash") {
+    corio::run([]() -> task<> {
+        corio::future<int> f;
+        corio::future<int> g = std::move(f);
+        CHECK_FALSE(f);
+        CHECK_THROWS_AS(co_await std::move(f), corio::invalid_state_error);
+        g.set_result(1);
+        CHECK(co_await g == 1);
+    });
+}

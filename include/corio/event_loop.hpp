@@ -582,7 +582,11 @@ inline event_loop& get_running_loop() {
 inline void handle::cancel() noexcept {
     if (!m_node) return;
     m_node->mark_cancelled();
-    if (m_node->in_heap()) detail::loop_ops::remove_timer(*m_node->loop, m_node);
+    if (m_node->in_heap()) { // a pending timer leaves the heap now, and frees its callable
+        detail::loop_ops::remove_timer(*m_node->loop, m_node);
+        m_node->drop_callable();
+        m_node->release(); // the heap's reference (ours keeps the node alive)
+    }
 }
 
 inline void event_loop::close() {
@@ -708,13 +712,7 @@ inline void loop_ops::add_timer(event_loop& loop, timer_node* n, std::int64_t wh
 }
 
 inline void loop_ops::remove_timer(event_loop& loop, timer_node* n) noexcept {
-    if (!n->in_heap()) return;
     loop.m_timers.erase(n);
-    if (callback_node::is_callback_timer(n)) {
-        auto* c = static_cast<callback_node*>(n);
-        c->drop_callable();
-        c->release(); // the heap's reference
-    }
 }
 
 inline void callback_node::run_thunk(ready_node* n) {

@@ -44,7 +44,9 @@ public:
     }
     future_awaiter(const future_awaiter&) = delete;
     future_awaiter& operator=(const future_awaiter&) = delete;
-    ~future_awaiter() { state().remove_waiter(this); }
+    ~future_awaiter() {
+        if (m_future) state().remove_waiter(this);
+    }
 
     bool await_ready() const {
         if (!m_future) throw invalid_state_error("corio: awaiting an empty future handle");

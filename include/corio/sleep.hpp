@@ -42,7 +42,7 @@ public:
     sleep_awaiter(const sleep_awaiter&) = delete;
     sleep_awaiter& operator=(const sleep_awaiter&) = delete;
     ~sleep_awaiter() {
-        if (in_heap()) loop_ops::remove_timer(*m_loop, this); // frame destroyed while asleep
+        if (in_heap()) loop_ops::remove_timer(*m_loop, this); // the frame died while asleep
     }
 
     bool await_ready() const noexcept { return false; }

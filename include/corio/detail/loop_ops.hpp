@@ -32,6 +32,7 @@ struct loop_ops {
     /// Loop time in nanoseconds (virtual under the test clock).
     static std::int64_t now_ns(const event_loop& loop) noexcept;
     static void add_timer(event_loop& loop, timer_node* n, std::int64_t when_ns);
+    /// Takes `n` out of the heap if it is there (the heap owns no reference to it).
     static void remove_timer(event_loop& loop, timer_node* n) noexcept;
     /// Tasks of the loop that are not done, oldest first.
     static std::vector<task_core*> pending_tasks(const event_loop& loop);

@@ -61,7 +61,14 @@ public:
     task_core(std::coroutine_handle<> frame, std::string name, std::source_location where)
         : m_frame(frame), m_id(next_task_id()), m_created(where) {
         ready_node::run = &run_step;
-        if (!name.empty()) extras().name = std::move(name);
+        if (!name.empty()) {
+            try {
+                extras().name = std::move(name);
+            } catch (...) {
+                m_frame.destroy(); // ~task_core does not run for a throwing constructor
+                throw;
+            }
+        }
     }
     task_core(const task_core&) = delete;
     task_core& operator=(const task_core&) = delete;
