@@ -125,3 +125,28 @@ TEST_CASE("call_soon_threadsafe racing with close either runs, or throws 'Event 
         CHECK(accepted + refused == 200);
     }
 }
+
+TEST_CASE("debug mode: a non-thread-safe call from another thread throws, as in asyncio") {
+    corio::event_loop loop({.debug = true});
+    std::string error;
+    bool threadsafe_ok = false;
+    loop.call_soon([&] {
+        std::thread other([&] {
+            try {
+                loop.call_soon([] {});
+            } catch (const std::runtime_error& e) {
+                error = e.what();
+            }
+            loop.call_soon_threadsafe([&] { // the one member that is fine from anywhere
+                threadsafe_ok = true;
+                loop.stop();
+            });
+        });
+        other.join();
+    });
+    loop.run_forever();
+    CHECK(error == "Non-thread-safe operation invoked on an event loop other than the current one");
+    CHECK(threadsafe_ok);
+    // Not running: no owner thread to check against (asyncio's behaviour too).
+    std::thread([&] { CHECK_NOTHROW(loop.call_soon([] {})); }).join();
+}

@@ -43,6 +43,7 @@
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <typeinfo>
 #include <utility>
 #include <vector>
@@ -152,11 +153,13 @@ public:
             event_loop& loop;
             explicit running_guard(event_loop& l) : loop(l) {
                 loop.m_running = true;
+                loop.m_thread_id.store(std::this_thread::get_id(), std::memory_order_relaxed);
                 t_running_loop = &loop;
             }
             ~running_guard() {
                 loop.m_stopping = false;
                 loop.m_running = false;
+                loop.m_thread_id.store(std::thread::id(), std::memory_order_relaxed);
                 t_running_loop = nullptr;
             }
         } guard(*this);
@@ -188,7 +191,7 @@ public:
     /// Schedules `fn()` for the next iteration, after everything already scheduled (FIFO).
     template <class F>
     handle call_soon(F&& fn) {
-        detail::loop_ops::check_open(this);
+        check_usable();
         detail::callback_node* n = detail::make_callback(std::forward<F>(fn));
         enqueue_callback(n);
         return handle(n);
@@ -336,6 +339,10 @@ public:
     /// Writes one line to stderr: "corio: MESSAGE [task NAME]: EXCEPTION-TYPE: WHAT".
     void default_exception_handler(const exception_context& ctx) noexcept { print_report(ctx); }
 
+    /// Debug mode: reports slow callbacks and steps (see slow_callback_duration), says where
+    /// leaked tasks were created, and makes call_soon, call_later, call_at, create_task and
+    /// add_reader/add_writer throw `std::runtime_error` when called from a thread other than the
+    /// one running the loop.
     void set_debug(bool on) noexcept { m_debug = on; }
     bool get_debug() const noexcept { return m_debug; }
 
@@ -377,12 +384,24 @@ private:
 
     template <class F>
     timer_handle call_at_ns(std::int64_t when, F&& fn) {
-        detail::loop_ops::check_open(this);
+        check_usable();
         detail::callback_node* n = detail::make_callback(std::forward<F>(fn));
         n->loop = this;
         n->add_ref(); // the heap's reference
         m_timers.push(n, when);
         return timer_handle(n);
+    }
+
+    /// The loop is open, and (in debug mode, as asyncio's _check_thread) the caller is on the
+    /// thread running it, if it runs.
+    void check_usable() const {
+        detail::loop_ops::check_open(this);
+        if (m_debug) {
+            const std::thread::id owner = m_thread_id.load(std::memory_order_relaxed);
+            if (owner != std::thread::id() && owner != std::this_thread::get_id())
+                throw std::runtime_error("Non-thread-safe operation invoked on an event loop other "
+                                         "than the current one");
+        }
     }
 
     /// Queues a callback node; the queue takes a reference, released when it has run.
@@ -395,7 +414,7 @@ private:
 
     template <class F>
     void watch(int fd, detail::callback_ref fd_watch::*slot, backend::io_events ev, F&& fn) {
-        detail::loop_ops::check_open(this);
+        check_usable();
         if (fd < 0) throw std::invalid_argument("corio: invalid file descriptor");
         detail::callback_ref node(detail::make_callback(std::forward<F>(fn)));
         node->persistent = true;
@@ -557,6 +576,7 @@ private:
     std::vector<detail::callback_node*> m_ts_taken;
     std::atomic<bool> m_ts_pending{false};
     std::atomic<int> m_external{0};
+    std::atomic<std::thread::id> m_thread_id{}; ///< the thread in run_forever, if any
 
     exception_handler m_handler;
     std::int64_t m_virtual_now = 0;

@@ -401,7 +401,7 @@ private:
 
 template <class Aw>
 auto event_loop::create_task(Aw&& aw, std::string name, std::source_location where) {
-    detail::loop_ops::check_open(this);
+    check_usable();
     auto t = detail::as_task(std::forward<Aw>(aw));
     using T = typename decltype(t)::value_type;
     auto* st = new detail::task_state<T>(*this, t.release(), std::move(name), where);
