@@ -150,3 +150,27 @@ TEST_CASE("debug mode: a non-thread-safe call from another thread throws, as in 
     // Not running: no owner thread to check against (asyncio's behaviour too).
     std::thread([&] { CHECK_NOTHROW(loop.call_soon([] {})); }).join();
 }
+
+TEST_CASE("loops on different threads run independently") {
+    constexpr int threads = 4;
+    std::vector<long> sums(threads);
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) {
+        pool.emplace_back([&sums, t] {
+            sums[t] = corio::run([]() -> task<long> {
+                std::vector<corio::task_handle<int>> tasks;
+                for (int i = 0; i < 1000; ++i) {
+                    tasks.push_back(corio::create_task([](int i) -> task<int> {
+                        co_await corio::sleep(0s);
+                        co_return i;
+                    }(i)));
+                }
+                long s = 0;
+                for (auto& h : tasks) s += co_await h;
+                co_return s;
+            });
+        });
+    }
+    for (auto& th : pool) th.join();
+    for (long s : sums) CHECK(s == 999L * 1000 / 2);
+}

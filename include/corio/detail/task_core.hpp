@@ -29,6 +29,7 @@
 #include <corio/detail/future_core.hpp>
 #include <corio/detail/ready_queue.hpp>
 
+#include <atomic>
 #include <coroutine>
 #include <cstdint>
 #include <memory>
@@ -51,9 +52,10 @@ struct task_waiter {
     bool (*cancel)(task_waiter*, const std::string& msg) = nullptr;
 };
 
+/// asyncio names tasks "Task-1", "Task-2", ... per process; loops on other threads count too.
 inline std::uint64_t next_task_id() noexcept {
-    static std::uint64_t counter = 0; // asyncio's names are "Task-1", "Task-2", ... per process
-    return ++counter;
+    static std::atomic<std::uint64_t> counter{0};
+    return counter.fetch_add(1, std::memory_order_relaxed) + 1;
 }
 
 class task_core : public ready_node {
