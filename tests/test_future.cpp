@@ -131,6 +131,8 @@ TEST_CASE("a future outlives its loop as a detached, unusable handle") {
     });
     CHECK_FALSE(kept.done());
     CHECK_THROWS_WITH_AS(kept.set_result(1), "Event loop is closed", std::runtime_error);
+    CHECK_THROWS_AS(kept.add_done_callback([](const corio::future<int>&) {}), std::runtime_error);
+    CHECK_THROWS_AS(kept.cancel(), std::runtime_error);
     CHECK_THROWS_AS(kept.get_loop(), std::runtime_error);
 }
 

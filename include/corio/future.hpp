@@ -274,11 +274,13 @@ public:
     void set_exception(std::exception_ptr e) { state()->set_exception(std::move(e)); }
 
     /// Schedules `fn(const future<T>&)` with call_soon once the future is done (at once if it
-    /// already is). The callable is moved into the loop and lives until it has run.
+    /// already is). The callable is moved into the loop and lives until it has run. Throws
+    /// `std::runtime_error` if the future's loop is closed.
     template <class F>
     void add_done_callback(F&& fn) {
         static_assert(std::is_invocable_v<std::decay_t<F>&, const future<T>&>,
                       "corio: a done callback takes (const future<T>&)");
+        detail::loop_ops::check_open(state()->loop());
         auto* node = new detail::done_callback<T, std::decay_t<F>>(state(), std::forward<F>(fn));
         if (state()->done()) node->schedule();
         else state()->add_waiter(node);
