@@ -361,3 +361,28 @@ TEST_CASE("CORIO_DEBUG=1 turns debug mode on") {
     CHECK(on.get_debug());
     CHECK_FALSE(off.get_debug());
 }
+
+TEST_CASE("stop() before run_forever runs one iteration, then returns (asyncio)") {
+    corio::event_loop loop;
+    std::vector<int> order;
+    loop.call_soon([&] {
+        order.push_back(1);
+        loop.call_soon([&] { order.push_back(2); }); // next iteration: not run
+    });
+    loop.stop();
+    loop.run_forever();
+    CHECK(order == std::vector<int>{1});
+    loop.call_soon([&] { loop.stop(); });
+    loop.run_forever();
+    CHECK(order == std::vector<int>{1, 2});
+}
+
+TEST_CASE("run_until_complete on a plain future, completed by a timer") {
+    corio::testing::virtual_event_loop loop;
+    auto f = loop.create_future<std::string>();
+    loop.call_later(5s, [f]() mutable { f.set_result("ready"); });
+    CHECK(loop.run_until_complete(f) == "ready");
+    corio::event_loop other;
+    auto g = other.create_future<int>();
+    CHECK_THROWS_AS(loop.run_until_complete(g), std::runtime_error); // another loop's future
+}
