@@ -280,3 +280,29 @@ TEST_CASE("run cancels leftover tasks and waits for their cleanup before closing
     });
     CHECK(log == std::vector<std::string>{"main done", "leftover cancelled", "leftover cleaned up"});
 }
+
+TEST_CASE("a task that cancels itself and returns without suspending ends cancelled (asyncio)") {
+    corio::run([]() -> task<> {
+        auto returns = corio::create_task([]() -> task<int> {
+            corio::current_task().cancel("bye");
+            co_return 1;
+        });
+        auto raises = corio::create_task([]() -> task<int> {
+            corio::current_task().cancel();
+            throw std::invalid_argument("boom");
+            co_return 0;
+        });
+        co_await returns.wait_done();
+        co_await raises.wait_done();
+        CHECK(returns.cancelled());
+        CHECK(returns.cancelling() == 1);
+        try {
+            returns.result();
+            FAIL("not cancelled");
+        } catch (const corio::cancelled_error& e) {
+            CHECK(e.message() == "bye");
+        }
+        CHECK_FALSE(raises.cancelled()); // an exception wins over the pending cancellation
+        CHECK_THROWS_AS(raises.result(), std::invalid_argument);
+    });
+}

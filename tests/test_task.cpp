@@ -122,6 +122,14 @@ TEST_CASE("get_running_loop outside a loop throws") {
     CHECK_FALSE(corio::current_task());
 }
 
+TEST_CASE("a failed task awaited twice throws invalid_state_error the second time") {
+    corio::run([]() -> task<> {
+        auto t = fails();
+        CHECK_THROWS_AS(co_await t, std::runtime_error);
+        CHECK_THROWS_AS(co_await t, corio::invalid_state_error);
+    });
+}
+
 TEST_CASE("a task can be awaited once; an empty task is an error") {
     corio::run([]() -> task<> {
         auto t = answer();

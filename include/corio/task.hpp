@@ -123,9 +123,9 @@ public:
 
 protected:
     void rethrow_or_check_taken() {
-        if (m_exception) std::rethrow_exception(std::exchange(m_exception, nullptr));
         if (m_taken) throw invalid_state_error("corio: the task's result was already taken");
         m_taken = true;
+        if (m_exception) std::rethrow_exception(std::exchange(m_exception, nullptr));
     }
 
     std::exception_ptr m_exception;
@@ -211,13 +211,19 @@ private:
 template <class T>
 class [[nodiscard]] task {
 public:
+    /// The coroutine's promise (what makes `task<T>` a coroutine return type).
     using promise_type = detail::task_promise<T>;
+    /// What `co_await` gives (`T`).
     using value_type = T;
+    /// The coroutine handle it owns.
     using handle_type = std::coroutine_handle<promise_type>;
 
     static_assert(!std::is_reference_v<T>, "corio: task<T&> is not supported; return a pointer");
 
+    /// An empty task (as a moved-from one).
     task() noexcept = default;
+    ///@{
+    /// Moves the coroutine; the source becomes empty.
     task(task&& o) noexcept : m_h(std::exchange(o.m_h, {})) {}
     task& operator=(task&& o) noexcept {
         if (this != &o) {
@@ -226,13 +232,20 @@ public:
         }
         return *this;
     }
+    ///@}
+    /// Destroys the coroutine frame, run or not.
     ~task() { reset(); }
 
     /// False for a moved-from task.
     explicit operator bool() const noexcept { return static_cast<bool>(m_h); }
 
+    ///@{
+    /// `co_await t` runs the coroutine inline, in the awaiting task, and gives its value (moved
+    /// out) or rethrows its exception. Throws `invalid_state_error` for an empty task, one
+    /// already being awaited, or one whose result was already taken.
     detail::task_awaiter<T> operator co_await() & noexcept { return detail::task_awaiter<T>(m_h); }
     detail::task_awaiter<T> operator co_await() && noexcept { return detail::task_awaiter<T>(m_h); }
+    ///@}
 
     /// Gives up ownership of the coroutine frame.
     handle_type release() noexcept { return std::exchange(m_h, {}); }
@@ -283,6 +296,13 @@ private:
         task_promise<T>& p = h.promise();
         const bool is_cancel = p.exception_is_cancel();
         std::exception_ptr e = p.take_exception();
+        if (!e && cancel_pending()) {
+            // Cancelled while running and returned without suspending again: asyncio's __step
+            // turns that return into a cancellation (an exception, though, is kept).
+            std::exchange(m_frame, {}).destroy();
+            finish_cancelled();
+            return;
+        }
         if constexpr (!std::is_void_v<T>) {
             if (!e) {
                 try {
@@ -358,16 +378,22 @@ auto as_task(Aw&& aw) {
 /// Copyable; compares equal to every other handle of the same task.
 class task_ref : public future_base {
 public:
+    /// An empty handle (what current_task() gives outside a task).
     task_ref() = default;
+    /// A handle to the task `t` (corio's own code makes these; null gives an empty handle).
     explicit task_ref(detail::task_core* t) noexcept : future_base(t ? &t->as_future() : nullptr) {
         if (m_core) m_core->add_ref();
     }
 
+    /// The task's name: the one given to create_task or set_name, else "Task-N" (N counts the
+    /// tasks of the process, from 1).
     std::string get_name() const { return core().get_name(); }
+    /// Renames the task.
     void set_name(std::string name) { core().set_name(std::move(name)); }
     /// How many cancellation requests are pending (asyncio's Task.cancelling()).
     int cancelling() const noexcept { return core().cancelling(); }
-    /// Withdraws one cancellation request (asyncio's Task.uncancel()).
+    /// Withdraws one cancellation request and returns how many remain (asyncio's
+    /// Task.uncancel()).
     int uncancel() noexcept { return core().uncancel(); }
 
 private:
@@ -381,11 +407,17 @@ public:
     /// An empty handle.
     task_handle() noexcept : future<T>(nullptr, typename future<T>::adopt_tag{}) {}
 
+    /// As task_ref::get_name.
     std::string get_name() const { return core().get_name(); }
+    /// Renames the task.
     void set_name(std::string name) { core().set_name(std::move(name)); }
+    /// How many cancellation requests are pending (asyncio's Task.cancelling()).
     int cancelling() const noexcept { return core().cancelling(); }
+    /// Withdraws one cancellation request and returns how many remain (asyncio's
+    /// Task.uncancel()).
     int uncancel() noexcept { return core().uncancel(); }
 
+    /// The same task, as a handle that does not know its result type.
     operator task_ref() const noexcept { return task_ref(&core()); }
 
     /// Wraps a task's state, adopting one reference.

@@ -159,6 +159,8 @@ protected:
     virtual void finish_cancelled() noexcept = 0;
 
     std::string cancel_message() const { return m_extras ? m_extras->cancel_message : ""; }
+    /// A cancellation was requested that no await has delivered yet.
+    bool cancel_pending() const noexcept { return m_must_cancel; }
 
     std::coroutine_handle<> m_frame; ///< the outermost coroutine, owned
 
