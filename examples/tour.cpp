@@ -20,7 +20,7 @@ struct stop {
 };
 
 const std::vector<stop> stops = {
-    {"hello", {"--seconds", "0.2"}, "asyncio's hello world: run + sleep"},
+    {"hello", {}, "asyncio's hello world: run + sleep"},
     {"display_date", {"--seconds", "1", "--interval", "0.25"},
      "seeds/002: print the date on a timer (shortened from 5 s)"},
     {"loop_stop", {}, "seeds/002: loop.stop() inside a task; asyncio.run raises"},

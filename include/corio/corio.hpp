@@ -12,6 +12,9 @@
 /// | corio/exceptions.hpp   | exceptions                       |
 /// | corio/testing.hpp      | test_utils (virtual time)        |
 
+/// \namespace corio
+/// Everything corio has: asyncio's names, in C++. `corio::detail` is the implementation, not API.
+
 #include <corio/event_loop.hpp>
 #include <corio/exceptions.hpp>
 #include <corio/future.hpp>

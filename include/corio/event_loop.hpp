@@ -4,7 +4,7 @@
 /// from a FIFO ready queue, fires timers from a heap, and waits for I/O, wake-ups from other
 /// threads and signals through its backend (epoll on Linux).
 ///
-/// ## One iteration (as asyncio's `_run_once`)
+/// ## One iteration (as asyncio's _run_once)
 /// 1. Wait for I/O: not at all if work is ready, until the next timer otherwise (forever if
 ///    there is none). Ready fds queue their reader/writer callbacks.
 /// 2. Queue callbacks posted from other threads, and handlers of signals that arrived.
@@ -77,7 +77,10 @@ struct loop_options {
 /// Copyable; the callback lives as long as the loop needs it, whatever happens to handles.
 class handle {
 public:
+    /// An empty handle (refers to no callback).
     handle() = default;
+    ///@{
+    /// Copies refer to the same callback.
     handle(const handle& o) noexcept : m_node(o.m_node) {
         if (m_node) m_node->add_ref();
     }
@@ -86,6 +89,8 @@ public:
         std::swap(m_node, o.m_node);
         return *this;
     }
+    ///@}
+    /// Releases this reference; the callback itself stays scheduled.
     ~handle() {
         if (m_node) m_node->release();
     }
@@ -93,18 +98,23 @@ public:
     /// The callback will not run (if it has not yet). Idempotent. For a timer handle this must be
     /// called on the loop's thread; a `call_soon_threadsafe` handle may be cancelled anywhere.
     void cancel() noexcept;
+    /// True once cancel() was called on a handle of this callback.
     bool cancelled() const noexcept { return m_node && m_node->cancelled(); }
+    /// True unless the handle is empty.
     explicit operator bool() const noexcept { return m_node != nullptr; }
 
+    /// \cond INTERNAL
 protected:
     explicit handle(detail::callback_node* adopt) noexcept : m_node(adopt) {}
     detail::callback_node* m_node = nullptr;
     friend class event_loop;
+    /// \endcond
 };
 
 /// A callback scheduled for a time (`call_later`, `call_at`); asyncio's `TimerHandle`.
 class timer_handle : public handle {
 public:
+    /// An empty handle.
     timer_handle() = default;
     /// When it is (or was) due, in loop time (seconds).
     double when() const noexcept {
@@ -116,14 +126,24 @@ private:
     friend class event_loop;
 };
 
+/// The event loop (asyncio's `AbstractEventLoop`). The file comment of corio/event_loop.hpp
+/// says what one iteration does, and which members other threads may call (only
+/// `call_soon_threadsafe`).
+///
+/// Programs rarely build one: `corio::run` makes a loop, runs `main` on it and closes it, and
+/// code running on a loop reaches it with `get_running_loop()`.
 class event_loop {
 public:
+    ///@{
+    /// A new loop, not running. Debug mode is on if `opts.debug` is set or the environment
+    /// variable CORIO_DEBUG is set to anything but "" or "0".
     event_loop() : event_loop(loop_options{}) {}
     explicit event_loop(loop_options opts) : m_virtual(opts.virtual_time), m_debug(opts.debug) {
         if (const char* env = std::getenv("CORIO_DEBUG"); env && env[0] && std::strcmp(env, "0"))
             m_debug = true;
         if (m_virtual) m_virtual_now = real_now_ns();
     }
+    ///@}
     event_loop(const event_loop&) = delete;
     event_loop& operator=(const event_loop&) = delete;
 
@@ -171,7 +191,9 @@ public:
 
     /// Asks `run_forever` to return after the current iteration.
     void stop() noexcept { m_stopping = true; }
+    /// True while `run_forever` (or `run_until_complete`) runs.
     bool is_running() const noexcept { return m_running; }
+    /// True once `close()` was called.
     bool is_closed() const noexcept { return m_closed; }
 
     /// Closes the loop: drops scheduled callbacks and timers, destroys still-pending tasks
@@ -261,6 +283,7 @@ public:
     void add_writer(int fd, F&& fn) {
         watch(fd, &fd_watch::writer, backend::io_events::write, std::forward<F>(fn));
     }
+    /// Stops watching `fd` for writing; false if no writer was registered.
     bool remove_writer(int fd) { return unwatch(fd, &fd_watch::writer, backend::io_events::write); }
 
     // --- Signals --------------------------------------------------------------------------
@@ -320,6 +343,7 @@ public:
 
     /// Replaces the exception handler (an empty function restores the default).
     void set_exception_handler(exception_handler h) { m_handler = std::move(h); }
+    /// The handler set with set_exception_handler; empty while the default one is in use.
     const exception_handler& get_exception_handler() const noexcept { return m_handler; }
 
     /// Gives `ctx` to the exception handler (the default one if none is set).
@@ -344,6 +368,7 @@ public:
     /// add_reader/add_writer throw `std::runtime_error` when called from a thread other than the
     /// one running the loop.
     void set_debug(bool on) noexcept { m_debug = on; }
+    /// True in debug mode.
     bool get_debug() const noexcept { return m_debug; }
 
     /// In debug mode, callbacks and task steps taking longer than this are reported.
@@ -352,11 +377,15 @@ public:
     /// True for a loop built with `loop_options::virtual_time`.
     bool uses_virtual_time() const noexcept { return m_virtual; }
 
+    ///@{
     /// For executors (thread-safe): while work submitted to another thread is outstanding, a
     /// virtual-time loop waits for it for real instead of jumping to the next timer.
     void begin_external_work() noexcept { m_external.fetch_add(1, std::memory_order_acq_rel); }
     void end_external_work() noexcept { m_external.fetch_sub(1, std::memory_order_acq_rel); }
+    ///@}
 
+    /// The default handler's output: writes `ctx` as one line to stderr (also used for reports
+    /// that come after the loop is gone).
     static void print_report(const exception_context& ctx) noexcept;
 
 private:
@@ -693,6 +722,7 @@ inline void event_loop::print_report(const exception_context& ctx) noexcept {
 
 } // namespace corio
 
+/// \cond INTERNAL
 namespace corio::detail {
 
 inline void loop_ops::enqueue(event_loop& loop, ready_node* n) noexcept { loop.m_ready.push(n); }
@@ -762,6 +792,7 @@ inline void callback_node::fire_thunk(timer_node* n) {
 }
 
 } // namespace corio::detail
+/// \endcond
 
 // The loop's member templates that make futures and tasks are defined with those types. The
 // headers form a chain (event_loop -> future -> task), each including the next at its end, so

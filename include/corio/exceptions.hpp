@@ -12,6 +12,10 @@
 /// | `QueueEmpty` / `QueueFull` | `queue_empty` / `queue_full`  | `std::runtime_error`  |
 /// | `QueueShutDown`            | `queue_shutdown`              | `std::runtime_error`  |
 /// | `ExceptionGroup`           | `exception_group`             | `std::runtime_error`  |
+///
+/// Of these, corio throws `cancelled_error` and `invalid_state_error` today; the others are
+/// declared for the APIs still to come (timeouts, streams, queues, task groups: see
+/// docs/porting.md).
 
 #include <cstddef>
 #include <exception>
@@ -30,11 +34,14 @@ namespace corio {
 /// for I/O errors must not swallow a cancellation. Catch it only to clean up, then rethrow.
 class cancelled_error : public std::exception {
 public:
+    /// A cancellation without a message.
     cancelled_error() = default;
+    /// A cancellation carrying `message` (what `cancel(msg)` passes on).
     explicit cancelled_error(std::string message) : m_message(std::move(message)) {}
 
     /// The message given to `cancel(msg)`, empty if none.
     const std::string& message() const noexcept { return m_message; }
+    /// The message, or "cancelled" if it is empty.
     const char* what() const noexcept override {
         return m_message.empty() ? "cancelled" : m_message.c_str();
     }
@@ -43,10 +50,12 @@ private:
     std::string m_message;
 };
 
-/// An operation exceeded its deadline (`wait_for`, `with_timeout`, `timeout_at`, ...).
+/// An operation exceeded its deadline (`wait_for`, `with_timeout`, `timeout_at`: planned).
 class timeout_error : public std::runtime_error {
 public:
+    /// what() is "timed out".
     timeout_error() : std::runtime_error("timed out") {}
+    /// With a message of its own.
     explicit timeout_error(const std::string& what) : std::runtime_error(what) {}
 };
 
@@ -54,12 +63,14 @@ public:
 /// pending future, `set_result()` on a finished one.
 class invalid_state_error : public std::logic_error {
 public:
+    /// `what` describes the misuse, in asyncio's words where it has some ("Result is not set.").
     explicit invalid_state_error(const std::string& what) : std::logic_error(what) {}
 };
 
-/// `readexactly(n)` met end of stream before `n` bytes.
+/// `readexactly(n)` met end of stream before `n` bytes (streams: planned).
 class incomplete_read_error : public std::runtime_error {
 public:
+    /// what() reads "P bytes read on a total of N expected bytes", as asyncio's message.
     incomplete_read_error(std::string partial, std::size_t expected)
         : std::runtime_error(std::to_string(partial.size()) + " bytes read on a total of " +
                              std::to_string(expected) + " expected bytes"),
@@ -75,9 +86,10 @@ private:
     std::size_t m_expected;
 };
 
-/// A separator was not found within the reader's `limit`.
+/// A separator was not found within the reader's `limit` (streams: planned).
 class limit_overrun_error : public std::runtime_error {
 public:
+    /// `consumed`: see consumed().
     limit_overrun_error(const std::string& what, std::size_t consumed)
         : std::runtime_error(what), m_consumed(consumed) {}
     /// How many bytes are to be consumed (as asyncio's `LimitOverrunError.consumed`).
@@ -87,30 +99,32 @@ private:
     std::size_t m_consumed;
 };
 
-/// `get_nowait()` on an empty queue.
+/// `get_nowait()` on an empty queue (queues: planned).
 class queue_empty : public std::runtime_error {
 public:
     queue_empty() : std::runtime_error("queue is empty") {}
 };
 
-/// `put_nowait()` on a full queue.
+/// `put_nowait()` on a full queue (queues: planned).
 class queue_full : public std::runtime_error {
 public:
     queue_full() : std::runtime_error("queue is full") {}
 };
 
-/// `put`/`get` on a queue that was `shutdown()`.
+/// `put`/`get` on a queue that was `shutdown()` (queues: planned).
 class queue_shutdown : public std::runtime_error {
 public:
     queue_shutdown() : std::runtime_error("queue is shut down") {}
 };
 
-/// Several errors at once (from a `task_group`): every one is kept.
+/// Several errors at once (from a `task_group`: planned): every one is kept.
 class exception_group : public std::runtime_error {
 public:
+    /// `what` sums them up; `exceptions` are the errors themselves.
     exception_group(const std::string& what, std::vector<std::exception_ptr> exceptions)
         : std::runtime_error(what), m_exceptions(std::move(exceptions)) {}
 
+    /// Every error of the group.
     const std::vector<std::exception_ptr>& exceptions() const noexcept { return m_exceptions; }
 
 private:

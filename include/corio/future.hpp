@@ -15,6 +15,10 @@
 ///         loop.call_soon_threadsafe([&f, r] { f.set_result(r); }); // runs on the loop thread
 ///     });
 ///     int r = co_await f;
+///     worker.join();
+///
+/// The worker must not outlive `f`: if the awaiting task can be cancelled (which cancels `f` and
+/// unwinds the coroutine), wait for the worker before `f` goes out of scope.
 ///
 
 #include <corio/event_loop.hpp>
@@ -181,7 +185,9 @@ public:
     /// True if it holds a future (a default-constructed `future<T>` always does).
     explicit operator bool() const noexcept { return m_core != nullptr; }
 
+    /// True once it has a result or an exception, or was cancelled.
     bool done() const noexcept { return m_core->done(); }
+    /// True if it was cancelled.
     bool cancelled() const noexcept { return m_core->cancelled(); }
 
     /// Cancels a pending future (a task: throws `cancelled_error` into it at its current
@@ -206,10 +212,12 @@ public:
     /// The shared state (for corio's own combinators).
     detail::future_core* core() const noexcept { return m_core; }
 
+    /// True if both are handles of the same future (or both are empty).
     friend bool operator==(const future_base& a, const future_base& b) noexcept {
         return a.m_core == b.m_core;
     }
 
+    /// \cond INTERNAL
 protected:
     future_base() = default;
     explicit future_base(detail::future_core* adopt) noexcept : m_core(adopt) {}
@@ -231,11 +239,19 @@ protected:
     }
 
     detail::future_core* m_core = nullptr;
+    /// \endcond
 };
 
+/// A future (asyncio's `Future`): a copyable handle to a result that is pending, then done (a
+/// value or an exception) or cancelled. The file comment of corio/future.hpp also says how
+/// another thread completes one.
+///
+/// `future<T> f;` makes a pending future of the running loop; copies share it. `T` may be
+/// `void`; it may not be a reference.
 template <class T>
 class future : public future_base {
 public:
+    /// The type of the result (`T`).
     using value_type = T;
 
     /// A new pending future of the running loop (throws `std::runtime_error` if none runs).
@@ -288,11 +304,14 @@ public:
 
     /// `co_await fut` suspends until the future is done, then gives `result()`: a copy for an
     /// lvalue, moved out for an rvalue that is the last handle. If the awaiting task is
-    /// cancelled, the future is cancelled too (as asyncio does); `shield` prevents that.
+    /// cancelled, the future is cancelled too (as asyncio does); `co_await f.wait_done()` waits
+    /// without that (`shield` is planned).
+    ///@{
     detail::future_awaiter<T> operator co_await() const& noexcept { return detail::future_awaiter<T>(*this); }
     detail::future_awaiter<T> operator co_await() && noexcept {
         return detail::future_awaiter<T>(std::move(*this));
     }
+    ///@}
 
     /// The shared state (for corio's own combinators).
     detail::future_state<T>* state() const noexcept {
@@ -301,9 +320,11 @@ public:
     /// Wraps a state, adopting one reference.
     static future adopt(detail::future_state<T>* st) noexcept { return future(st, adopt_tag{}); }
 
+    /// \cond INTERNAL
 protected:
     struct adopt_tag {};
     future(detail::future_state<T>* st, adopt_tag) noexcept : future_base(st) {}
+    /// \endcond
 };
 
 template <class T>

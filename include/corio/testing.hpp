@@ -17,14 +17,18 @@
 ///         });
 ///     }
 ///
-/// Executors (to_thread, run_in_executor) tell the loop about their outstanding jobs with
-/// `begin_external_work`/`end_external_work`, so the clock does not run ahead of them.
+/// Work on other threads: a virtual-time loop with work outstanding elsewhere (bracketed by
+/// `event_loop::begin_external_work`/`end_external_work`; the planned executors, to_thread and
+/// run_in_executor, will do that) blocks for it instead of jumping ahead. Without that bracket,
+/// the clock jumps to the next timer even while another thread is about to call
+/// `call_soon_threadsafe`.
 
 #include <corio/event_loop.hpp>
 #include <corio/runners.hpp>
 
 #include <utility>
 
+/// The test clock: `run` and `virtual_event_loop` on virtual time.
 namespace corio::testing {
 
 /// An event loop on virtual time.

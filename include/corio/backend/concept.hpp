@@ -14,11 +14,15 @@
 #include <concepts>
 #include <cstdint>
 
+/// What the event loop asks of the operating system: the `backend` concept and its
+/// implementations (epoll on Linux).
 namespace corio::backend {
 
 /// Which readiness the loop wants or the backend saw.
 enum class io_events : std::uint8_t { none = 0, read = 1, write = 2, both = 3 };
 
+///@{
+/// Set operations on io_events; `any(e)` is true unless `e` is none.
 constexpr io_events operator|(io_events a, io_events b) noexcept {
     return static_cast<io_events>(static_cast<std::uint8_t>(a) | static_cast<std::uint8_t>(b));
 }
@@ -29,9 +33,11 @@ constexpr io_events operator~(io_events a) noexcept {
     return static_cast<io_events>(~static_cast<std::uint8_t>(a) & 3u);
 }
 constexpr bool any(io_events e) noexcept { return e != io_events::none; }
+///@}
 
 /// What `poll` reports to: called once per ready fd (never for the wake-up channel).
 struct io_sink_archetype {
+    /// Receives one ready fd and what it is ready for.
     void operator()(int /*fd*/, io_events /*ready*/) const {}
 };
 

@@ -18,8 +18,11 @@
 
 namespace corio::backend {
 
+/// The `backend` of Linux: level-triggered epoll, and an eventfd as the wake-up channel.
+/// One per event loop; see corio/backend/concept.hpp for what each member does.
 class epoll_backend {
 public:
+    /// Creates the epoll instance and the eventfd; throws `std::system_error` if it cannot.
     epoll_backend() {
         m_epfd = ::epoll_create1(EPOLL_CLOEXEC);
         if (m_epfd < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
@@ -46,6 +49,7 @@ public:
         ::close(m_epfd);
     }
 
+    /// Changes what epoll watches for `fd` from `old` to `want` (either may be none).
     void set_interest(int fd, io_events old, io_events want) {
         if (old == want) return;
         epoll_event ev{};
@@ -65,6 +69,8 @@ public:
             throw std::system_error(errno, std::generic_category(), "epoll_ctl");
     }
 
+    /// Waits up to `timeout_ns` (rounded up to milliseconds; -1: forever), calls `sink(fd,
+    /// events)` for each ready fd, and returns how many it reported.
     template <class Sink>
     int poll(std::int64_t timeout_ns, Sink&& sink) {
         int timeout_ms = -1;
@@ -96,10 +102,12 @@ public:
         return reported;
     }
 
+    /// Wakes a `poll` blocked on another thread; async-signal-safe.
     void notify() noexcept {
         std::uint64_t one = 1;
         [[maybe_unused]] ssize_t r = ::write(m_evfd, &one, sizeof one);
     }
+    /// The eventfd that notify() writes to.
     int notify_fd() const noexcept { return m_evfd; }
 
 private:
