@@ -10,6 +10,7 @@
 
 #include <doctest/doctest.h>
 
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -156,4 +157,16 @@ TEST_CASE("awaiting an empty future handle is an error, not a crash") {
         g.set_result(1);
         CHECK(co_await g == 1);
     });
+}
+
+TEST_CASE("a future of a vector of move-only values can be awaited") {
+    auto v = corio::run([]() -> task<std::vector<std::unique_ptr<int>>> {
+        corio::future<std::vector<std::unique_ptr<int>>> f;
+        std::vector<std::unique_ptr<int>> items;
+        items.push_back(std::make_unique<int>(3));
+        f.set_result(std::move(items));
+        co_return co_await std::move(f);
+    });
+    REQUIRE(v.size() == 1);
+    CHECK(*v[0] == 3);
 }

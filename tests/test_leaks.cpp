@@ -51,10 +51,11 @@ TEST_CASE("a task's exception that nobody retrieves is reported once the task is
         corio::create_task([]() -> task<> { // fire and forget
             throw std::runtime_error("lost");
             co_return;
-        });
+        }, "forgotten");
         co_await corio::sleep(1ms);
     });
     REQUIRE(rec.count("Task exception was never retrieved") == 1);
+    CHECK(rec.reports[0].task_name == "forgotten");
     CHECK_THROWS_WITH_AS(std::rethrow_exception(rec.reports[0].exception), "lost", std::runtime_error);
 }
 

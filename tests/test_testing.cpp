@@ -76,3 +76,11 @@ TEST_CASE("a huge sleep saturates instead of overflowing") {
         CHECK(t.cancelled());
     });
 }
+
+TEST_CASE("a sleep is an awaitable value: create_task(sleep(d, v)) works") {
+    int v = corio::testing::run([]() -> task<int> {
+        auto t = corio::create_task(corio::sleep(2s, 21));
+        co_return 2 * co_await t;
+    });
+    CHECK(v == 42);
+}

@@ -24,11 +24,14 @@
 #include <corio/event_loop.hpp>
 
 #include <coroutine>
+#include <deque>
+#include <list>
 #include <exception>
 #include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace corio {
 
@@ -36,6 +39,19 @@ template <class T = void>
 class future;
 
 namespace detail {
+
+/// Whether a value can really be copied: std::is_copy_constructible is true for containers of
+/// move-only elements (their copy constructors are not constrained), so look inside them.
+template <class T>
+struct is_copyable : std::is_copy_constructible<T> {};
+template <class T, class A>
+struct is_copyable<std::vector<T, A>> : is_copyable<T> {};
+template <class T, class A>
+struct is_copyable<std::deque<T, A>> : is_copyable<T> {};
+template <class T, class A>
+struct is_copyable<std::list<T, A>> : is_copyable<T> {};
+template <class T>
+inline constexpr bool is_copyable_v = is_copyable<T>::value;
 
 /// How a coroutine waits for a future: the node in the future's waiter list lives in the
 /// coroutine's frame, so waiting allocates nothing.
@@ -72,7 +88,7 @@ public:
         // Sole owner (the awaited handle was an rvalue): the value can be moved out.
         if constexpr (std::is_void_v<T>) {
             m_future.result();
-        } else if constexpr (std::is_copy_constructible_v<T>) {
+        } else if constexpr (detail::is_copyable_v<T>) {
             if (state().use_count() == 1) return std::move(m_future).result();
             return m_future.result();
         } else {
@@ -272,7 +288,7 @@ public:
     decltype(auto) result() && {
         state()->rethrow_if_not_value();
         if constexpr (std::is_void_v<T>) return;
-        else if constexpr (std::is_copy_constructible_v<T>) {
+        else if constexpr (detail::is_copyable_v<T>) {
             if (state()->use_count() == 1) return T(std::move(state()->value()));
             return T(state()->value());
         } else {

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 namespace corio {
@@ -39,8 +40,12 @@ public:
         timer_node::fire = &on_fire;
         task_waiter::cancel = &on_cancel;
     }
+    /// Movable until awaited (so `create_task(sleep(d))` and `gather(sleep(d, v))` work); a
+    /// registered timer node never moves.
+    sleep_awaiter(sleep_awaiter&& o) noexcept : sleep_awaiter(o.m_delay) {}
     sleep_awaiter(const sleep_awaiter&) = delete;
     sleep_awaiter& operator=(const sleep_awaiter&) = delete;
+    sleep_awaiter& operator=(sleep_awaiter&&) = delete;
     ~sleep_awaiter() {
         if (in_heap()) loop_ops::remove_timer(*m_loop, this); // the frame died while asleep
     }
@@ -81,6 +86,8 @@ class sleep_value_awaiter : public sleep_awaiter {
 public:
     sleep_value_awaiter(std::int64_t delay_ns, T value)
         : sleep_awaiter(delay_ns), m_value(std::move(value)) {}
+    sleep_value_awaiter(sleep_value_awaiter&& o) noexcept(std::is_nothrow_move_constructible_v<T>)
+        : sleep_awaiter(std::move(o)), m_value(std::move(o.m_value)) {}
     T await_resume() {
         sleep_awaiter::await_resume();
         return std::move(m_value);

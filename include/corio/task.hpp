@@ -281,6 +281,15 @@ public:
                std::source_location where)
         : future_state<T>(&loop, true), task_core(h, std::move(name), where) {}
 
+    ~task_state() override {
+        std::string name;
+        try {
+            name = get_name();
+        } catch (...) { // out of memory: report without the name
+        }
+        this->report_if_unretrieved(name);
+    }
+
     bool cancel(std::string msg) override { return request_cancel(std::move(msg)); }
     future_core& as_future() noexcept override { return *this; }
     task_core* as_task() noexcept override { return this; }
@@ -289,8 +298,6 @@ public:
     void start() noexcept { schedule(); }
 
 private:
-    std::string report_name() const override { return get_name(); }
-
     void complete_from_frame() noexcept override {
         auto h = std::coroutine_handle<task_promise<T>>::from_address(m_frame.address());
         task_promise<T>& p = h.promise();
@@ -387,17 +394,17 @@ public:
 
     /// The task's name: the one given to create_task or set_name, else "Task-N" (N counts the
     /// tasks of the process, from 1).
-    std::string get_name() const { return core().get_name(); }
+    std::string get_name() const { return task_part().get_name(); }
     /// Renames the task.
-    void set_name(std::string name) { core().set_name(std::move(name)); }
+    void set_name(std::string name) { task_part().set_name(std::move(name)); }
     /// How many cancellation requests are pending (asyncio's Task.cancelling()).
-    int cancelling() const noexcept { return core().cancelling(); }
+    int cancelling() const noexcept { return task_part().cancelling(); }
     /// Withdraws one cancellation request and returns how many remain (asyncio's
     /// Task.uncancel()).
-    int uncancel() noexcept { return core().uncancel(); }
+    int uncancel() noexcept { return task_part().uncancel(); }
 
 private:
-    detail::task_core& core() const noexcept { return *m_core->as_task(); }
+    detail::task_core& task_part() const noexcept { return *m_core->as_task(); }
 };
 
 /// What `create_task` returns: a `future<T>` (await it, cancel it, read its result) with a name.
@@ -408,17 +415,17 @@ public:
     task_handle() noexcept : future<T>(nullptr, typename future<T>::adopt_tag{}) {}
 
     /// As task_ref::get_name.
-    std::string get_name() const { return core().get_name(); }
+    std::string get_name() const { return task_part().get_name(); }
     /// Renames the task.
-    void set_name(std::string name) { core().set_name(std::move(name)); }
+    void set_name(std::string name) { task_part().set_name(std::move(name)); }
     /// How many cancellation requests are pending (asyncio's Task.cancelling()).
-    int cancelling() const noexcept { return core().cancelling(); }
+    int cancelling() const noexcept { return task_part().cancelling(); }
     /// Withdraws one cancellation request and returns how many remain (asyncio's
     /// Task.uncancel()).
-    int uncancel() noexcept { return core().uncancel(); }
+    int uncancel() noexcept { return task_part().uncancel(); }
 
     /// The same task, as a handle that does not know its result type.
-    operator task_ref() const noexcept { return task_ref(&core()); }
+    operator task_ref() const noexcept { return task_ref(&task_part()); }
 
     /// Wraps a task's state, adopting one reference.
     static task_handle adopt(detail::task_state<T>* st) noexcept { return task_handle(st); }
@@ -426,7 +433,7 @@ public:
 private:
     explicit task_handle(detail::task_state<T>* st) noexcept
         : future<T>(st, typename future<T>::adopt_tag{}) {}
-    detail::task_core& core() const noexcept { return *this->m_core->as_task(); }
+    detail::task_core& task_part() const noexcept { return *this->m_core->as_task(); }
 };
 
 // --- Loop members that need tasks --------------------------------------------------------------

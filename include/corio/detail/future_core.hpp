@@ -125,16 +125,19 @@ protected:
             remove_waiter(w);
             if (w->on_discard) w->on_discard(w);
         }
-        if (m_status == status::done && m_exception && !m_retrieved) {
-            loop_ops::report(m_loop, {m_is_task ? "Task exception was never retrieved"
-                                                : "Future exception was never retrieved",
-                                      m_exception, report_name()});
-        }
+        report_if_unretrieved({});
         if (m_loop) loop_ops::unlink(*m_loop, this);
     }
 
-    /// The name used in reports; tasks override.
-    virtual std::string report_name() const { return {}; }
+    /// asyncio's "... exception was never retrieved", once. A derived destructor calls it with
+    /// the task's name (a base destructor cannot reach the derived parts any more).
+    void report_if_unretrieved(const std::string& task_name) noexcept {
+        if (m_status != status::done || !m_exception || m_retrieved) return;
+        m_retrieved = true;
+        loop_ops::report(m_loop, {m_is_task ? "Task exception was never retrieved"
+                                            : "Future exception was never retrieved",
+                                  m_exception, task_name});
+    }
 
     void check_settable() const {
         if (done()) throw invalid_state_error("invalid state: the future is already done");
