@@ -44,12 +44,73 @@
 /// | corio/sleep.hpp        | tasks.sleep                      |
 /// | corio/runners.hpp      | runners (run)                    |
 /// | corio/exceptions.hpp   | exceptions                       |
+/// | corio/gather.hpp       | tasks.gather (+ none, outcome)   |
+/// | corio/shield.hpp       | tasks.shield                     |
+/// | corio/wait.hpp         | tasks.wait                       |
+/// | corio/timeouts.hpp     | tasks.wait_for, timeouts         |
+/// | corio/as_completed.hpp | tasks.as_completed               |
+/// | corio/task_group.hpp   | taskgroups                       |
+/// | corio/async_generator.hpp | async generators              |
+/// | corio/pool_executor.hpp | the articles' AsyncPoolExecutor |
+/// | corio/queue.hpp        | queues                           |
+/// | corio/locks.hpp        | locks (+ barrier)                |
 /// | corio/testing.hpp      | test_utils (virtual time)        |
 
 /// \namespace corio
 /// Everything corio has: asyncio's names, in C++. `corio::detail` is the implementation, not API.
 
-// ---- begin corio/event_loop.hpp (included from corio/corio.hpp) ----
+// ---- begin corio/as_completed.hpp (included from corio/corio.hpp) ----
+/// \file corio/as_completed.hpp
+/// `corio::as_completed(futures, timeout)`: asyncio.as_completed, as an iterator whose `next()`
+/// is awaited.
+///
+///     auto it = corio::as_completed(tasks, 10s);
+///     while (auto f = co_await it.next())   // f: std::optional of a handle that is done
+///         use(f->result());                 // result() rethrows the future's error
+///
+/// - `next()` gives the handles passed in, each once, in the order they complete (those
+///   already done at the call first, in input order), then `std::nullopt`. What it gives is
+///   done: `result()`, `exception()` and `cancelled()` answer at once (as asyncio 3.13's
+///   `async for f in as_completed(...)`, which yields the original futures).
+/// - A range of `task<T>` (passed with std::move) is started as tasks when `as_completed` is
+///   called, and `next()` gives their `task_handle<T>`s. Futures passed twice are taken once.
+/// - Timeout: counted from the call (asyncio 3.13; 3.12 starts it at the first step of the
+///   `for` loop). Once it has passed, each `next()` gives the futures that had completed before
+///   it and not been taken yet, then throws `timeout_error` once for every future still
+///   pending at the deadline, then gives `std::nullopt`. Nothing is cancelled: the futures left
+///   carry on (asyncio).
+/// - Cancelling the task awaiting `next()` throws `cancelled_error` there and cancels nothing;
+///   a later `next()` carries on where it left off.
+/// - Destroying the iterator (early, too) takes every registration off the futures and the
+///   loop; the futures carry on.
+///
+/// `as_completed` must be called on the loop's thread while the loop runs (it registers a
+/// timer and, for coroutines, creates tasks). One `next()` at a time.
+
+// ---- begin corio/future.hpp (included from corio/as_completed.hpp) ----
+/// \file corio/future.hpp
+/// `corio::future<T>`: asyncio's Future. A copyable handle to a shared result that is pending,
+/// then done (a value or an exception) or cancelled. Any number of coroutines may `co_await` it;
+/// done callbacks run on the loop (scheduled with call_soon, never inside `set_result`).
+///
+/// Thread safety: a future (and a task handle) belongs to its loop's thread: copy, destroy, await
+/// and complete it there only; its reference count is not atomic, which keeps every await and
+/// spawn free of locked instructions. Another thread completes a future by posting a callback
+/// that does the work on the loop, without carrying a handle across:
+///
+///     corio::future<int> f;                 // in a coroutine, which keeps f alive while waiting
+///     std::thread worker([&loop, &f] {
+///         int r = compute();
+///         loop.call_soon_threadsafe([&f, r] { f.set_result(r); }); // runs on the loop thread
+///     });
+///     int r = co_await f;
+///     worker.join();
+///
+/// The worker must not outlive `f`: if the awaiting task can be cancelled (which cancels `f` and
+/// unwinds the coroutine), wait for the worker before `f` goes out of scope.
+///
+
+// ---- begin corio/event_loop.hpp (included from corio/future.hpp) ----
 /// \file corio/event_loop.hpp
 /// `corio::event_loop`: asyncio's event loop. One per thread; it runs callbacks and task steps
 /// from a FIFO ready queue, fires timers from a heap, and waits for I/O, wake-ups from other
@@ -585,9 +646,8 @@ private:
 /// | `QueueShutDown`            | `queue_shutdown`              | `std::runtime_error`  |
 /// | `ExceptionGroup`           | `exception_group`             | `std::runtime_error`  |
 ///
-/// Of these, corio throws `cancelled_error` and `invalid_state_error` today; the others are
-/// declared for the APIs still to come (timeouts, streams, queues, task groups: see
-/// docs/porting.md).
+/// `incomplete_read_error` and `limit_overrun_error` are declared for the streams still to come
+/// (see docs/porting.md); the others are thrown today.
 
 #include <exception>
 #include <stdexcept>
@@ -619,7 +679,7 @@ private:
     std::string m_message;
 };
 
-/// An operation exceeded its deadline (`wait_for`, `with_timeout`, `timeout_at`: planned).
+/// An operation exceeded its deadline (`wait_for`, `with_timeout`, `timeout_at`, and the timeouts of `as_completed`).
 class timeout_error : public std::runtime_error {
 public:
     /// what() is "timed out".
@@ -668,25 +728,25 @@ private:
     std::size_t m_consumed;
 };
 
-/// `get_nowait()` on an empty queue (queues: planned).
+/// `get_nowait()` on an empty queue.
 class queue_empty : public std::runtime_error {
 public:
     queue_empty() : std::runtime_error("queue is empty") {}
 };
 
-/// `put_nowait()` on a full queue (queues: planned).
+/// `put_nowait()` on a full queue.
 class queue_full : public std::runtime_error {
 public:
     queue_full() : std::runtime_error("queue is full") {}
 };
 
-/// `put`/`get` on a queue that was `shutdown()` (queues: planned).
+/// `put`/`get` on a queue that was `shutdown()`.
 class queue_shutdown : public std::runtime_error {
 public:
     queue_shutdown() : std::runtime_error("queue is shut down") {}
 };
 
-/// Several errors at once (from a `task_group`: planned): every one is kept.
+/// Several errors at once (from a `task_group`): every one is kept.
 class exception_group : public std::runtime_error {
 public:
     /// `what` sums them up; `exceptions` are the errors themselves.
@@ -853,16 +913,19 @@ protected:
             remove_waiter(w);
             if (w->on_discard) w->on_discard(w);
         }
-        if (m_status == status::done && m_exception && !m_retrieved) {
-            loop_ops::report(m_loop, {m_is_task ? "Task exception was never retrieved"
-                                                : "Future exception was never retrieved",
-                                      m_exception, report_name()});
-        }
+        report_if_unretrieved({});
         if (m_loop) loop_ops::unlink(*m_loop, this);
     }
 
-    /// The name used in reports; tasks override.
-    virtual std::string report_name() const { return {}; }
+    /// asyncio's "... exception was never retrieved", once. A derived destructor calls it with
+    /// the task's name (a base destructor cannot reach the derived parts any more).
+    void report_if_unretrieved(const std::string& task_name) noexcept {
+        if (m_status != status::done || !m_exception || m_retrieved) return;
+        m_retrieved = true;
+        loop_ops::report(m_loop, {m_is_task ? "Task exception was never retrieved"
+                                            : "Future exception was never retrieved",
+                                  m_exception, task_name});
+    }
 
     void check_settable() const {
         if (done()) throw invalid_state_error("invalid state: the future is already done");
@@ -1977,30 +2040,10 @@ inline void callback_node::fire_thunk(timer_node* n) {
 // The loop's member templates that make futures and tasks are defined with those types. The
 // headers form a chain (event_loop -> future -> task), each including the next at its end, so
 // that whichever one a user includes first, every definition is complete.
-// ---- begin corio/future.hpp (included from corio/event_loop.hpp) ----
-/// \file corio/future.hpp
-/// `corio::future<T>`: asyncio's Future. A copyable handle to a shared result that is pending,
-/// then done (a value or an exception) or cancelled. Any number of coroutines may `co_await` it;
-/// done callbacks run on the loop (scheduled with call_soon, never inside `set_result`).
-///
-/// Thread safety: a future (and a task handle) belongs to its loop's thread: copy, destroy, await
-/// and complete it there only; its reference count is not atomic, which keeps every await and
-/// spawn free of locked instructions. Another thread completes a future by posting a callback
-/// that does the work on the loop, without carrying a handle across:
-///
-///     corio::future<int> f;                 // in a coroutine, which keeps f alive while waiting
-///     std::thread worker([&loop, &f] {
-///         int r = compute();
-///         loop.call_soon_threadsafe([&f, r] { f.set_result(r); }); // runs on the loop thread
-///     });
-///     int r = co_await f;
-///     worker.join();
-///
-/// The worker must not outlive `f`: if the awaiting task can be cancelled (which cancels `f` and
-/// unwinds the coroutine), wait for the worker before `f` goes out of scope.
-///
+// ---- end corio/event_loop.hpp ----
 
-
+#include <deque>
+#include <list>
 
 namespace corio {
 
@@ -2008,6 +2051,19 @@ template <class T = void>
 class future;
 
 namespace detail {
+
+/// Whether a value can really be copied: std::is_copy_constructible is true for containers of
+/// move-only elements (their copy constructors are not constrained), so look inside them.
+template <class T>
+struct is_copyable : std::is_copy_constructible<T> {};
+template <class T, class A>
+struct is_copyable<std::vector<T, A>> : is_copyable<T> {};
+template <class T, class A>
+struct is_copyable<std::deque<T, A>> : is_copyable<T> {};
+template <class T, class A>
+struct is_copyable<std::list<T, A>> : is_copyable<T> {};
+template <class T>
+inline constexpr bool is_copyable_v = is_copyable<T>::value;
 
 /// How a coroutine waits for a future: the node in the future's waiter list lives in the
 /// coroutine's frame, so waiting allocates nothing.
@@ -2044,7 +2100,7 @@ public:
         // Sole owner (the awaited handle was an rvalue): the value can be moved out.
         if constexpr (std::is_void_v<T>) {
             m_future.result();
-        } else if constexpr (std::is_copy_constructible_v<T>) {
+        } else if constexpr (detail::is_copyable_v<T>) {
             if (state().use_count() == 1) return std::move(m_future).result();
             return m_future.result();
         } else {
@@ -2244,7 +2300,7 @@ public:
     decltype(auto) result() && {
         state()->rethrow_if_not_value();
         if constexpr (std::is_void_v<T>) return;
-        else if constexpr (std::is_copy_constructible_v<T>) {
+        else if constexpr (detail::is_copyable_v<T>) {
             if (state()->use_count() == 1) return T(std::move(state()->value()));
             return T(state()->value());
         } else {
@@ -2576,6 +2632,15 @@ public:
                std::source_location where)
         : future_state<T>(&loop, true), task_core(h, std::move(name), where) {}
 
+    ~task_state() override {
+        std::string name;
+        try {
+            name = get_name();
+        } catch (...) { // out of memory: report without the name
+        }
+        this->report_if_unretrieved(name);
+    }
+
     bool cancel(std::string msg) override { return request_cancel(std::move(msg)); }
     future_core& as_future() noexcept override { return *this; }
     task_core* as_task() noexcept override { return this; }
@@ -2584,8 +2649,6 @@ public:
     void start() noexcept { schedule(); }
 
 private:
-    std::string report_name() const override { return get_name(); }
-
     void complete_from_frame() noexcept override {
         auto h = std::coroutine_handle<task_promise<T>>::from_address(m_frame.address());
         task_promise<T>& p = h.promise();
@@ -2682,17 +2745,17 @@ public:
 
     /// The task's name: the one given to create_task or set_name, else "Task-N" (N counts the
     /// tasks of the process, from 1).
-    std::string get_name() const { return core().get_name(); }
+    std::string get_name() const { return task_part().get_name(); }
     /// Renames the task.
-    void set_name(std::string name) { core().set_name(std::move(name)); }
+    void set_name(std::string name) { task_part().set_name(std::move(name)); }
     /// How many cancellation requests are pending (asyncio's Task.cancelling()).
-    int cancelling() const noexcept { return core().cancelling(); }
+    int cancelling() const noexcept { return task_part().cancelling(); }
     /// Withdraws one cancellation request and returns how many remain (asyncio's
     /// Task.uncancel()).
-    int uncancel() noexcept { return core().uncancel(); }
+    int uncancel() noexcept { return task_part().uncancel(); }
 
 private:
-    detail::task_core& core() const noexcept { return *m_core->as_task(); }
+    detail::task_core& task_part() const noexcept { return *m_core->as_task(); }
 };
 
 /// What `create_task` returns: a `future<T>` (await it, cancel it, read its result) with a name.
@@ -2703,17 +2766,17 @@ public:
     task_handle() noexcept : future<T>(nullptr, typename future<T>::adopt_tag{}) {}
 
     /// As task_ref::get_name.
-    std::string get_name() const { return core().get_name(); }
+    std::string get_name() const { return task_part().get_name(); }
     /// Renames the task.
-    void set_name(std::string name) { core().set_name(std::move(name)); }
+    void set_name(std::string name) { task_part().set_name(std::move(name)); }
     /// How many cancellation requests are pending (asyncio's Task.cancelling()).
-    int cancelling() const noexcept { return core().cancelling(); }
+    int cancelling() const noexcept { return task_part().cancelling(); }
     /// Withdraws one cancellation request and returns how many remain (asyncio's
     /// Task.uncancel()).
-    int uncancel() noexcept { return core().uncancel(); }
+    int uncancel() noexcept { return task_part().uncancel(); }
 
     /// The same task, as a handle that does not know its result type.
-    operator task_ref() const noexcept { return task_ref(&core()); }
+    operator task_ref() const noexcept { return task_ref(&task_part()); }
 
     /// Wraps a task's state, adopting one reference.
     static task_handle adopt(detail::task_state<T>* st) noexcept { return task_handle(st); }
@@ -2721,7 +2784,7 @@ public:
 private:
     explicit task_handle(detail::task_state<T>* st) noexcept
         : future<T>(st, typename future<T>::adopt_tag{}) {}
-    detail::task_core& core() const noexcept { return *this->m_core->as_task(); }
+    detail::task_core& task_part() const noexcept { return *this->m_core->as_task(); }
 };
 
 // --- Loop members that need tasks --------------------------------------------------------------
@@ -2808,7 +2871,3094 @@ inline std::vector<task_ref> all_tasks() {
 } // namespace corio
 // ---- end corio/task.hpp ----
 // ---- end corio/future.hpp ----
-// ---- end corio/event_loop.hpp ----
+// ---- begin corio/sleep.hpp (included from corio/as_completed.hpp) ----
+/// \file corio/sleep.hpp
+/// `co_await corio::sleep(duration)`: asyncio.sleep.
+///
+/// - `sleep(0s)` (or any duration <= 0) yields: the task goes to the back of the ready queue
+///   and resumes on the next loop iteration, after everything already scheduled.
+/// - A positive duration parks the task on a timer (no allocation: the timer node lives in the
+///   awaiting coroutine's frame).
+/// - Cancellation: the timer is removed at once and `cancelled_error` is thrown at the
+///   `co_await`.
+/// - `sleep(d, value)` gives `value` back when it wakes (asyncio's `result=`).
+
+
+
+namespace corio {
+namespace detail {
+
+/// A duration in nanoseconds, saturating instead of overflowing (sleep(hours::max())).
+template <class Rep, class Period>
+std::int64_t saturating_ns(std::chrono::duration<Rep, Period> d) noexcept {
+    using ns = std::chrono::duration<long double, std::nano>;
+    const long double v = std::chrono::duration_cast<ns>(d).count();
+    constexpr auto hi = static_cast<long double>(std::numeric_limits<std::int64_t>::max() / 4);
+    if (v >= hi) return static_cast<std::int64_t>(hi);
+    if (v <= -hi) return -static_cast<std::int64_t>(hi);
+    return static_cast<std::int64_t>(v);
+}
+
+class sleep_awaiter : public timer_node, public task_waiter {
+public:
+    explicit sleep_awaiter(std::int64_t delay_ns) noexcept : m_delay(delay_ns) {
+        timer_node::fire = &on_fire;
+        task_waiter::cancel = &on_cancel;
+    }
+    /// Movable until awaited (so `create_task(sleep(d))` and `gather(sleep(d, v))` work); a
+    /// registered timer node never moves.
+    sleep_awaiter(sleep_awaiter&& o) noexcept : sleep_awaiter(o.m_delay) {}
+    sleep_awaiter(const sleep_awaiter&) = delete;
+    sleep_awaiter& operator=(const sleep_awaiter&) = delete;
+    sleep_awaiter& operator=(sleep_awaiter&&) = delete;
+    ~sleep_awaiter() {
+        if (in_heap()) loop_ops::remove_timer(*m_loop, this); // the frame died while asleep
+    }
+
+    bool await_ready() const noexcept { return false; }
+
+    void await_suspend(std::coroutine_handle<> h) {
+        task_core& t = require_current_task();
+        m_task = &t;
+        m_loop = t.as_future().loop();
+        if (m_delay <= 0) { // yield once
+            t.suspend_on(h, nullptr);
+            t.wake();
+            return;
+        }
+        loop_ops::add_timer(*m_loop, this, loop_ops::now_ns(*m_loop) + m_delay);
+        t.suspend_on(h, this);
+    }
+
+    void await_resume() { m_task->throw_if_cancel_delivered(); }
+
+private:
+    static void on_fire(timer_node* n) noexcept { static_cast<sleep_awaiter*>(n)->m_task->wake(); }
+    static bool on_cancel(task_waiter* w, const std::string& msg) {
+        auto* self = static_cast<sleep_awaiter*>(w);
+        loop_ops::remove_timer(*self->m_loop, self);
+        self->m_task->wake_cancelled(msg);
+        return true;
+    }
+
+    std::int64_t m_delay;
+    task_core* m_task = nullptr;
+    event_loop* m_loop = nullptr;
+};
+
+template <class T>
+class sleep_value_awaiter : public sleep_awaiter {
+public:
+    sleep_value_awaiter(std::int64_t delay_ns, T value)
+        : sleep_awaiter(delay_ns), m_value(std::move(value)) {}
+    sleep_value_awaiter(sleep_value_awaiter&& o) noexcept(std::is_nothrow_move_constructible_v<T>)
+        : sleep_awaiter(std::move(o)), m_value(std::move(o.m_value)) {}
+    T await_resume() {
+        sleep_awaiter::await_resume();
+        return std::move(m_value);
+    }
+
+private:
+    T m_value;
+};
+
+} // namespace detail
+
+/// Suspends the calling task for `delay` (see the file comment). Must be awaited in a task.
+template <class Rep, class Period>
+[[nodiscard]] detail::sleep_awaiter sleep(std::chrono::duration<Rep, Period> delay) noexcept {
+    return detail::sleep_awaiter(detail::saturating_ns(delay));
+}
+
+/// As sleep(delay), then gives back `value`.
+template <class Rep, class Period, class T>
+[[nodiscard]] detail::sleep_value_awaiter<T> sleep(std::chrono::duration<Rep, Period> delay, T value) {
+    return detail::sleep_value_awaiter<T>(detail::saturating_ns(delay), std::move(value));
+}
+
+} // namespace corio
+// ---- end corio/sleep.hpp ----
+// ---- begin corio/wait.hpp (included from corio/as_completed.hpp) ----
+/// \file corio/wait.hpp
+/// `co_await corio::wait(futures, return_when, timeout)`: asyncio.wait.
+///
+///     std::vector<corio::task_handle<int>> tasks = ...;
+///     auto [done, pending] = co_await corio::wait(tasks, corio::first_completed, 5s);
+///
+/// - Waits on futures and tasks that already exist (a range of `future<T>`, `task_handle<T>` or
+///   `task_ref`). Like asyncio 3.12, it does not take coroutines: wrap each `task<T>` with
+///   `corio::create_task` first (a range of `task<T>` is a compile-time error).
+/// - Returns `{done, pending}`: the handles passed in, split by `done()` when `wait` resumes.
+///   Each vector keeps the order of the input. A future passed twice is listed once (asyncio
+///   works on a set).
+/// - Never cancels the futures and never throws `timeout_error`: when the timeout passes, what
+///   is not done is simply in `pending`. Cancelling the task that waits stops the waiting
+///   (`cancelled_error` at the `co_await`), and the futures carry on.
+/// - Like asyncio, it always suspends at least once, even if the condition already holds.
+/// - `first_exception` reads the error of each future that is done (asyncio calls
+///   `f.exception()`), so those errors count as retrieved and are not reported as "never
+///   retrieved".
+///
+/// Waiting allocates the coroutine frame and one intrusive waiter node per future; nothing is
+/// left registered with the futures once `wait` resumes, is cancelled or is destroyed.
+
+
+#include <ranges>
+
+namespace corio {
+
+/// When `wait` returns: asyncio's FIRST_COMPLETED, FIRST_EXCEPTION and ALL_COMPLETED. The
+/// constants `corio::first_completed`, `corio::first_exception` and `corio::all_completed`
+/// spell them as asyncio does.
+enum class return_when {
+    /// As soon as any future is done (finished or cancelled).
+    first_completed,
+    /// As soon as any future finishes with an exception (a cancelled future does not count);
+    /// if none does, when all are done.
+    first_exception,
+    /// When every future is done.
+    all_completed,
+};
+
+/// asyncio.FIRST_COMPLETED: `wait` returns as soon as any future is done.
+inline constexpr return_when first_completed = return_when::first_completed;
+/// asyncio.FIRST_EXCEPTION: `wait` returns as soon as any future fails, else when all are done.
+inline constexpr return_when first_exception = return_when::first_exception;
+/// asyncio.ALL_COMPLETED (the default): `wait` returns when every future is done.
+inline constexpr return_when all_completed = return_when::all_completed;
+
+/// What `co_await wait(...)` gives: the handles passed in, split into those that are done and
+/// those that are not, each in input order. Use it with a structured binding:
+/// `auto [done, pending] = co_await corio::wait(tasks);`
+template <class H>
+struct wait_result {
+    std::vector<H> done;    ///< the futures that were done when `wait` resumed
+    std::vector<H> pending; ///< the others (not cancelled: `wait` never cancels)
+};
+
+namespace detail {
+
+/// True for the handles `wait` and `as_completed` accept as they are.
+template <class H>
+inline constexpr bool is_future_handle_v = std::is_base_of_v<future_base, H>;
+
+
+/// asyncio's test in FIRST_EXCEPTION mode: finished (not cancelled) with an error. Like
+/// asyncio's `f.exception()`, it marks the error as retrieved.
+inline bool failed(future_core& f) noexcept {
+    return f.state() == future_core::status::done && f.exception() != nullptr;
+}
+
+/// The distinct futures of `hs` (first occurrence kept, input order): asyncio's `set(fs)`.
+/// Throws `std::invalid_argument` for an empty handle.
+template <class H>
+std::vector<H> distinct_futures(std::vector<H> hs, const char* who) {
+    std::vector<std::pair<future_core*, std::size_t>> keys;
+    keys.reserve(hs.size());
+    for (std::size_t i = 0; i < hs.size(); ++i) {
+        if (!hs[i]) throw std::invalid_argument(std::string(who) + ": an empty future handle");
+        keys.emplace_back(hs[i].core(), i);
+    }
+    std::sort(keys.begin(), keys.end());
+    std::vector<bool> keep(hs.size(), false);
+    for (std::size_t i = 0; i < keys.size(); ++i)
+        if (i == 0 || keys[i].first != keys[i - 1].first) keep[keys[i].second] = true;
+    std::vector<H> out;
+    out.reserve(hs.size());
+    for (std::size_t i = 0; i < hs.size(); ++i)
+        if (keep[i]) out.push_back(std::move(hs[i]));
+    return out;
+}
+
+/// Suspends the calling task until the `return_when` condition holds or the timeout passes,
+/// with one waiter node per future (no allocation after construction). Cancelling the task
+/// removes every registration and throws `cancelled_error` at the `co_await`; the futures are
+/// left alone.
+class wait_awaiter final : public task_waiter, public timer_node {
+public:
+    wait_awaiter(const std::vector<future_core*>& futures, return_when when,
+                 std::optional<std::int64_t> timeout_ns)
+        : m_nodes(futures.size()), m_when(when), m_timeout(timeout_ns) {
+        task_waiter::cancel = &on_cancel;
+        timer_node::fire = &on_fire;
+        for (std::size_t i = 0; i < futures.size(); ++i) {
+            m_nodes[i].self = this;
+            m_nodes[i].future = futures[i];
+            m_nodes[i].on_done = &on_future_done;
+        }
+    }
+    wait_awaiter(const wait_awaiter&) = delete;
+    wait_awaiter& operator=(const wait_awaiter&) = delete;
+    ~wait_awaiter() { unregister(); }
+
+    bool await_ready() const noexcept { return false; } // asyncio's wait always yields
+
+    void await_suspend(std::coroutine_handle<> h) {
+        task_core& t = require_current_task();
+        event_loop* loop = t.as_future().loop();
+        for (const node& n : m_nodes)
+            if (n.future->loop() != loop)
+                throw std::runtime_error("corio: the future is attached to a different loop");
+        m_task = &t;
+        m_loop = loop;
+        std::size_t pending = 0;
+        bool met = false;
+        for (node& n : m_nodes) {
+            if (!n.future->done()) ++pending;
+            else if (m_when == return_when::first_completed) met = true;
+            else if (m_when == return_when::first_exception && failed(*n.future)) met = true;
+        }
+        if (met || pending == 0) { // nothing to wait for: yield once, as asyncio does
+            t.suspend_on(h, nullptr);
+            t.wake();
+            return;
+        }
+        if (m_timeout) // first, as it may throw; a timeout <= 0 fires on the next iteration
+            loop_ops::add_timer(*loop, this, loop_ops::now_ns(*loop) + std::max<std::int64_t>(*m_timeout, 0));
+        m_pending = pending;
+        for (node& n : m_nodes)
+            if (!n.future->done()) n.future->add_waiter(&n);
+        t.suspend_on(h, this);
+    }
+
+    void await_resume() {
+        if (m_task) m_task->throw_if_cancel_delivered();
+    }
+
+private:
+    struct node final : future_waiter {
+        wait_awaiter* self = nullptr;
+        future_core* future = nullptr;
+    };
+
+    /// Takes every node off its future and the timer off the loop.
+    void unregister() noexcept {
+        for (node& n : m_nodes) n.future->remove_waiter(&n); // no-op for nodes not linked
+        if (in_heap()) loop_ops::remove_timer(*m_loop, this);
+    }
+
+    static void on_future_done(future_waiter* w) noexcept {
+        auto* n = static_cast<node*>(w);
+        wait_awaiter* self = n->self;
+        --self->m_pending;
+        bool met = self->m_pending == 0 || self->m_when == return_when::first_completed;
+        if (!met && self->m_when == return_when::first_exception) met = failed(*n->future);
+        if (met) {
+            self->unregister();
+            self->m_task->wake();
+        }
+    }
+    static void on_fire(timer_node* t) noexcept {
+        auto* self = static_cast<wait_awaiter*>(t);
+        self->unregister();
+        self->m_task->wake();
+    }
+    static bool on_cancel(task_waiter* w, const std::string& msg) {
+        auto* self = static_cast<wait_awaiter*>(w);
+        self->unregister(); // stop waiting; the futures themselves are not cancelled
+        self->m_task->wake_cancelled(msg);
+        return true;
+    }
+
+    std::vector<node> m_nodes; // sized once: the nodes never move while linked
+    return_when m_when;
+    std::optional<std::int64_t> m_timeout;
+    std::size_t m_pending = 0;
+    task_core* m_task = nullptr;
+    event_loop* m_loop = nullptr;
+};
+
+template <class H>
+task<wait_result<H>> wait_impl(std::vector<H> fs, return_when when, std::optional<std::int64_t> timeout_ns) {
+    // Checked when awaited, as asyncio raises its ValueErrors from the coroutine.
+    if (fs.empty()) throw std::invalid_argument("Set of Tasks/Futures is empty.");
+    if (when != return_when::first_completed && when != return_when::first_exception &&
+        when != return_when::all_completed)
+        throw std::invalid_argument("Invalid return_when value: " +
+                                    std::to_string(static_cast<int>(when)));
+    std::vector<H> distinct = distinct_futures(std::move(fs), "corio::wait");
+    std::vector<future_core*> cores;
+    cores.reserve(distinct.size());
+    for (const H& h : distinct) cores.push_back(h.core());
+    {
+        wait_awaiter waiter(cores, when, timeout_ns);
+        co_await waiter;
+    }
+    wait_result<H> r;
+    for (H& h : distinct) (h.done() ? r.done : r.pending).push_back(std::move(h));
+    co_return r;
+}
+
+template <class R>
+using range_handle_t = std::remove_cvref_t<std::ranges::range_value_t<R>>;
+
+template <class H>
+constexpr bool check_wait_handle() {
+    static_assert(!is_task<H>::value,
+                  "corio::wait takes futures and tasks, not coroutines (asyncio 3.12 forbids them "
+                  "too): wrap each task<T> with corio::create_task first");
+    static_assert(is_task<H>::value || is_future_handle_v<H>,
+                  "corio::wait takes a range of corio::future<T>, task_handle<T> or task_ref");
+    return is_future_handle_v<H>;
+}
+
+template <class R>
+auto start_wait(R&& fs, return_when when, std::optional<std::int64_t> timeout_ns) {
+    using H = range_handle_t<R>;
+    if constexpr (check_wait_handle<H>()) {
+        std::vector<H> hs;
+        if constexpr (std::ranges::sized_range<R>) hs.reserve(std::ranges::size(fs));
+        for (auto&& h : fs) hs.emplace_back(h); // copies of the handles
+        return wait_impl<H>(std::move(hs), when, timeout_ns);
+    }
+}
+
+} // namespace detail
+
+/// asyncio.wait without a timeout: `auto [done, pending] = co_await corio::wait(fs, when);`
+///
+/// `fs` is a range of `future<T>`, `task_handle<T>` or `task_ref` (copied when `wait` is
+/// called). Suspends until `when` holds (see `return_when`), then gives the handles split into
+/// done and pending (see `wait_result`), without cancelling anything. When awaited it throws
+/// `std::invalid_argument` if `fs` is empty (asyncio's ValueError) or holds an empty handle,
+/// and `std::runtime_error` for a future of another loop.
+/// Cancellation: cancelling the awaiting task throws `cancelled_error` at the `co_await`; the
+/// futures are not cancelled.
+template <std::ranges::input_range R>
+auto wait(R&& fs, return_when when = all_completed) {
+    return detail::start_wait(std::forward<R>(fs), when, std::nullopt);
+}
+
+/// asyncio.wait with a timeout: as above, but returns when `timeout` has passed even if `when`
+/// does not hold; what is not done then is in `pending` (nothing is cancelled and no
+/// `timeout_error` is thrown). A timeout <= 0 checks once, after one loop iteration.
+template <std::ranges::input_range R, class Rep, class Period>
+auto wait(R&& fs, return_when when, std::chrono::duration<Rep, Period> timeout) {
+    return detail::start_wait(std::forward<R>(fs), when, detail::saturating_ns(timeout));
+}
+
+/// asyncio.wait(fs, timeout=...) with `return_when` after the timeout: `wait(fs, 5s)` waits for
+/// all of them, for 5 seconds at most.
+template <std::ranges::input_range R, class Rep, class Period>
+auto wait(R&& fs, std::chrono::duration<Rep, Period> timeout, return_when when = all_completed) {
+    return detail::start_wait(std::forward<R>(fs), when, detail::saturating_ns(timeout));
+}
+
+/// asyncio.wait with an optional timeout (`std::nullopt`: none, as asyncio's `timeout=None`).
+template <std::ranges::input_range R>
+auto wait(R&& fs, return_when when, std::optional<std::chrono::nanoseconds> timeout) {
+    std::optional<std::int64_t> ns;
+    if (timeout) ns = detail::saturating_ns(*timeout);
+    return detail::start_wait(std::forward<R>(fs), when, ns);
+}
+
+} // namespace corio
+// ---- end corio/wait.hpp ----
+
+
+namespace corio {
+
+template <class H>
+class as_completed_iterator;
+
+namespace detail {
+
+/// The bookkeeping of as_completed, independent of the handle type: which futures completed,
+/// in which order, and who waits for the next one. Lives on the heap (the iterator can move);
+/// one waiter node per pending future, allocated once.
+class as_completed_core : public timer_node {
+public:
+    /// What a `next()` gives when it looks.
+    enum class outcome { future, timeout, finished, none_yet };
+
+    /// Something suspended in `next()`.
+    struct waiter {
+        task_core* task = nullptr;
+        as_completed_core* core = nullptr; ///< null once the iterator is gone
+    };
+
+    as_completed_core(const std::vector<future_core*>& futures, event_loop& loop,
+                      std::optional<std::int64_t> timeout_ns)
+        : m_nodes(futures.size()), m_loop(&loop) {
+        timer_node::fire = &on_fire;
+        m_done.reserve(futures.size()); // on_future_done must not allocate
+        std::size_t pending = 0;
+        for (std::size_t i = 0; i < futures.size(); ++i) {
+            node& n = m_nodes[i];
+            n.self = this;
+            n.index = i;
+            n.future = futures[i];
+            n.on_done = &on_future_done;
+            if (!n.future->done()) ++pending;
+        }
+        if (pending > 0 && timeout_ns) // first, as it may throw
+            loop_ops::add_timer(loop, this, loop_ops::now_ns(loop) + std::max<std::int64_t>(*timeout_ns, 0));
+        for (node& n : m_nodes) {
+            if (n.future->done()) m_done.push_back(n.index); // already done: first, input order
+            else n.future->add_waiter(&n);
+        }
+        m_registered = pending;
+    }
+    as_completed_core(const as_completed_core&) = delete;
+    as_completed_core& operator=(const as_completed_core&) = delete;
+    ~as_completed_core() {
+        unregister();
+        if (m_waiter) { // the iterator died under a suspended next(): let it see that
+            m_waiter->core = nullptr;
+            m_waiter->task->wake();
+        }
+    }
+
+    /// Takes the next outcome; `index` is set for `outcome::future`.
+    outcome take(std::size_t& index) noexcept {
+        if (m_head < m_done.size()) {
+            index = m_done[m_head++];
+            return outcome::future;
+        }
+        if (m_timeouts > 0) {
+            --m_timeouts;
+            return outcome::timeout;
+        }
+        return m_registered == 0 ? outcome::finished : outcome::none_yet;
+    }
+    /// True if `take` would not give `none_yet`.
+    bool ready() const noexcept { return m_head < m_done.size() || m_timeouts > 0 || m_registered == 0; }
+    /// How many more `next()` calls give a future or throw `timeout_error`.
+    std::size_t remaining() const noexcept { return m_done.size() - m_head + m_timeouts + m_registered; }
+
+    event_loop* loop() const noexcept { return m_loop; }
+    waiter* current_waiter() const noexcept { return m_waiter; }
+    void set_waiter(waiter* w) noexcept { m_waiter = w; }
+
+private:
+    struct node final : future_waiter {
+        as_completed_core* self = nullptr;
+        future_core* future = nullptr;
+        std::size_t index = 0;
+    };
+
+    void unregister() noexcept {
+        for (node& n : m_nodes) n.future->remove_waiter(&n);
+        if (in_heap()) loop_ops::remove_timer(*m_loop, this);
+    }
+    void wake_waiter() noexcept {
+        if (waiter* w = std::exchange(m_waiter, nullptr)) w->task->wake();
+    }
+
+    static void on_future_done(future_waiter* fw) noexcept {
+        auto* n = static_cast<node*>(fw);
+        as_completed_core* self = n->self;
+        self->m_done.push_back(n->index); // capacity reserved: does not throw
+        if (--self->m_registered == 0 && self->in_heap()) loop_ops::remove_timer(*self->m_loop, self);
+        self->wake_waiter();
+    }
+    static void on_fire(timer_node* t) noexcept {
+        auto* self = static_cast<as_completed_core*>(t);
+        for (node& n : self->m_nodes) n.future->remove_waiter(&n); // asyncio's _on_timeout
+        self->m_timeouts += self->m_registered; // one timeout_error per future still pending
+        self->m_registered = 0;
+        self->wake_waiter();
+    }
+
+    std::vector<node> m_nodes; // sized once: the nodes never move while linked
+    std::vector<std::size_t> m_done;
+    std::size_t m_head = 0;
+    std::size_t m_registered = 0; // nodes still linked to a pending future
+    std::size_t m_timeouts = 0;   // timeout_errors still to throw
+    waiter* m_waiter = nullptr;
+    event_loop* m_loop;
+};
+
+/// The handles and the core, together on the heap.
+template <class H>
+struct as_completed_state {
+    std::vector<H> handles;
+    as_completed_core core;
+
+    as_completed_state(std::vector<H> hs, event_loop& loop, std::optional<std::int64_t> timeout_ns)
+        : handles(std::move(hs)), core(cores_of(handles), loop, timeout_ns) {}
+
+    static std::vector<future_core*> cores_of(const std::vector<H>& hs) {
+        std::vector<future_core*> out;
+        out.reserve(hs.size());
+        for (const H& h : hs) out.push_back(h.core());
+        return out;
+    }
+};
+
+/// `co_await it.next()`. Cancelling the awaiting task stops the wait (cancelled_error at the
+/// co_await) and cancels nothing.
+template <class H>
+class as_completed_awaiter final : public task_waiter {
+public:
+    explicit as_completed_awaiter(as_completed_state<H>* st) noexcept : m_state(st) {
+        task_waiter::cancel = &on_cancel;
+        m_waiter.core = st ? &st->core : nullptr;
+    }
+    as_completed_awaiter(const as_completed_awaiter&) = delete;
+    as_completed_awaiter& operator=(const as_completed_awaiter&) = delete;
+    ~as_completed_awaiter() {
+        if (m_waiter.core && m_waiter.core->current_waiter() == &m_waiter) m_waiter.core->set_waiter(nullptr);
+    }
+
+    bool await_ready() const {
+        if (!m_state) throw invalid_state_error("corio: next() on a moved-from as_completed iterator");
+        return m_state->core.ready();
+    }
+    void await_suspend(std::coroutine_handle<> h) {
+        task_core& t = require_current_task();
+        as_completed_core& core = m_state->core;
+        if (t.as_future().loop() != core.loop())
+            throw std::runtime_error("corio: the as_completed iterator belongs to a different loop");
+        if (core.current_waiter())
+            throw invalid_state_error("corio: as_completed: next() is already being awaited");
+        m_waiter.task = &t;
+        core.set_waiter(&m_waiter);
+        t.suspend_on(h, this);
+    }
+    std::optional<H> await_resume() {
+        if (m_waiter.task) m_waiter.task->throw_if_cancel_delivered();
+        if (!m_waiter.core)
+            throw invalid_state_error("corio: the as_completed iterator was destroyed during next()");
+        std::size_t i = 0;
+        switch (m_state->core.take(i)) {
+        case as_completed_core::outcome::future: return m_state->handles[i];
+        case as_completed_core::outcome::timeout: throw timeout_error();
+        case as_completed_core::outcome::finished: return std::nullopt;
+        case as_completed_core::outcome::none_yet: break;
+        }
+        throw invalid_state_error("corio: as_completed woke without an outcome"); // not reached
+    }
+
+private:
+    static bool on_cancel(task_waiter* w, const std::string& msg) {
+        auto* self = static_cast<as_completed_awaiter*>(w);
+        if (self->m_waiter.core) self->m_waiter.core->set_waiter(nullptr);
+        self->m_waiter.task->wake_cancelled(msg);
+        return true;
+    }
+
+    as_completed_state<H>* m_state;
+    as_completed_core::waiter m_waiter;
+};
+
+template <class R>
+using as_completed_elem_t = std::remove_cvref_t<std::ranges::range_value_t<R>>;
+
+/// The handle type `next()` gives for a range of `E`.
+template <class E>
+struct as_completed_handle {
+    using type = E;
+};
+template <class T>
+struct as_completed_handle<task<T>> {
+    using type = task_handle<T>;
+};
+
+template <class R>
+auto make_as_completed(R&& fs, std::optional<std::int64_t> timeout_ns) {
+    using E = as_completed_elem_t<R>;
+    using H = typename as_completed_handle<E>::type;
+    static_assert(is_task<E>::value || is_future_handle_v<E>,
+                  "corio::as_completed takes a range of corio::future<T>, task_handle<T>, task_ref "
+                  "or task<T>");
+    static_assert(!is_task<E>::value || !std::is_lvalue_reference_v<R>,
+                  "corio::as_completed: tasks are move-only; pass the range with std::move");
+    event_loop& loop = get_running_loop();
+    std::vector<H> hs;
+    if constexpr (std::ranges::sized_range<R>) hs.reserve(std::ranges::size(fs));
+    if constexpr (is_task<E>::value) {
+        for (auto&& t : fs) hs.push_back(corio::create_task(std::move(t)));
+    } else {
+        for (auto&& h : fs) hs.emplace_back(h); // copies of the handles
+        // asyncio works on set(fs): a future passed twice is taken once (first place kept).
+        hs = distinct_futures(std::move(hs), "corio::as_completed");
+        for (const H& h : hs)
+            if (h.core()->loop() != &loop)
+                throw std::runtime_error("corio: the future is attached to a different loop");
+    }
+    return as_completed_iterator<H>(
+        std::make_unique<as_completed_state<H>>(std::move(hs), loop, timeout_ns));
+}
+
+} // namespace detail
+
+/// What `as_completed` returns: `co_await it.next()` gives the next future to complete (see
+/// the file comment of corio/as_completed.hpp). Move-only; destroying it early takes every
+/// registration off the futures and the loop, and cancels nothing.
+template <class H>
+class as_completed_iterator {
+public:
+    /// `co_await it.next()` gives `std::optional<H>`: the next handle to complete (it is done),
+    /// or `std::nullopt` once every future has been given. Suspends until one completes.
+    /// Throws `timeout_error` once per future still pending when the timeout passed (nothing
+    /// is cancelled), `invalid_state_error` on a moved-from iterator, while another `next()` is
+    /// awaited, or if the iterator is destroyed during the wait.
+    /// Cancellation: cancelling the awaiting task throws `cancelled_error` at the `co_await`;
+    /// no future is cancelled and no future is skipped (a later `next()` gives it).
+    [[nodiscard]] detail::as_completed_awaiter<H> next() noexcept {
+        return detail::as_completed_awaiter<H>(m_state.get());
+    }
+
+    /// How many more `next()` calls will give a future or throw `timeout_error`.
+    std::size_t remaining() const noexcept { return m_state ? m_state->core.remaining() : 0; }
+
+    /// \cond INTERNAL
+    explicit as_completed_iterator(std::unique_ptr<detail::as_completed_state<H>> st) noexcept
+        : m_state(std::move(st)) {}
+    /// \endcond
+
+private:
+    std::unique_ptr<detail::as_completed_state<H>> m_state;
+};
+
+/// asyncio.as_completed: `auto it = corio::as_completed(fs); while (auto f = co_await
+/// it.next()) use(f->result());` gives the futures of `fs` in the order they complete.
+///
+/// `fs` is a range of `future<T>`, `task_handle<T>` or `task_ref` (copied), or of `task<T>`
+/// passed with std::move (each started with create_task now; `next()` then gives their
+/// `task_handle<T>`). Throws `std::runtime_error` outside a running loop or for a future of
+/// another loop, `std::invalid_argument` for an empty handle. An empty `fs` gives an iterator
+/// whose first `next()` is `std::nullopt`.
+template <std::ranges::input_range R>
+auto as_completed(R&& fs) {
+    return detail::make_as_completed(std::forward<R>(fs), std::nullopt);
+}
+
+/// As `as_completed(fs)`, with a timeout counted from this call: once it has passed, `next()`
+/// throws `timeout_error` once for each future still pending then, and the futures are not
+/// cancelled.
+template <std::ranges::input_range R, class Rep, class Period>
+auto as_completed(R&& fs, std::chrono::duration<Rep, Period> timeout) {
+    return detail::make_as_completed(std::forward<R>(fs), detail::saturating_ns(timeout));
+}
+
+/// As above, with an optional timeout (`std::nullopt`: none, as asyncio's `timeout=None`).
+template <std::ranges::input_range R>
+auto as_completed(R&& fs, std::optional<std::chrono::nanoseconds> timeout) {
+    std::optional<std::int64_t> ns;
+    if (timeout) ns = detail::saturating_ns(*timeout);
+    return detail::make_as_completed(std::forward<R>(fs), ns);
+}
+
+} // namespace corio
+// ---- end corio/as_completed.hpp ----
+// ---- begin corio/async_generator.hpp (included from corio/corio.hpp) ----
+/// \file corio/async_generator.hpp
+/// `corio::async_generator<T>`: asyncio's async generator (`async def` with `yield`) and its
+/// `async for`.
+///
+///     corio::async_generator<int> ticks(int n) {          // async def ticks(n):
+///         for (int i = 0; i < n; ++i) {                   //     for i in range(n):
+///             co_await corio::sleep(1s);                  //         await asyncio.sleep(1)
+///             co_yield i;                                 //         yield i
+///         }
+///     }
+///     ...
+///     auto gen = ticks(3);                                // async for i in ticks(3):
+///     while (auto i = co_await gen.next()) use(*i);       //     use(i)
+///
+/// ## How it runs
+/// The generator is lazy: its body starts at the first `next()`. It runs inside the task of
+/// whoever awaits `next()` (no task of its own, like an inline `co_await` of a `task<T>`), so it
+/// may `co_await` anything a task may (sleeps, futures, other tasks, other generators), and
+/// cancelling the consumer's task throws `cancelled_error` at the `co_await` inside the
+/// generator where it is suspended; uncaught, it comes out of `next()`.
+///
+/// Control passes between consumer and generator through the task's trampoline (see
+/// corio/task.hpp and detail/task_core.hpp), both at `next()` and at each `co_yield`, so a
+/// generator that yields a million values without suspending, or a deep chain of generators
+/// reading one another, does not grow the stack, whatever the optimisation level.
+
+
+
+namespace corio {
+
+template <class T>
+class async_generator;
+
+namespace detail {
+
+/// Resumes `c` next: through the current task's trampoline (the step loop resumes it once the
+/// running coroutine has returned), or by plain symmetric transfer outside a task.
+inline std::coroutine_handle<> generator_transfer(std::coroutine_handle<> c) noexcept {
+    if (task_core* t = t_current_task) {
+        t->next = c;
+        return std::noop_coroutine();
+    }
+    return c;
+}
+
+template <class T>
+class async_generator_promise;
+
+/// `co_yield` of an rvalue `T`: the value stays in the generator's frame (the temporary lives
+/// until the generator resumes) and `next()` moves it out.
+struct generator_yield_awaiter {
+    bool await_ready() const noexcept { return false; }
+    template <class P>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
+        return generator_transfer(std::exchange(h.promise().consumer, {}));
+    }
+    void await_resume() const noexcept {}
+};
+
+/// `co_yield` of anything else (an lvalue, a value of another type): a `T` is made here, in the
+/// awaiter, which lives in the generator's frame while it is suspended.
+template <class T>
+class generator_yield_copy_awaiter {
+public:
+    template <class U>
+    generator_yield_copy_awaiter(async_generator_promise<T>& p, U&& v)
+        : m_promise(p), m_value(std::forward<U>(v)) {}
+    bool await_ready() const noexcept { return false; }
+    template <class P>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
+        m_promise.set_yielded(std::addressof(m_value));
+        return generator_transfer(std::exchange(h.promise().consumer, {}));
+    }
+    void await_resume() const noexcept {}
+
+private:
+    async_generator_promise<T>& m_promise;
+    T m_value;
+};
+
+/// At the end of the body (returned or threw): back to the consumer's pending `next()`.
+struct generator_final_awaiter {
+    bool await_ready() const noexcept { return false; }
+    template <class P>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
+        return generator_transfer(std::exchange(h.promise().consumer, {}));
+    }
+    void await_resume() const noexcept {}
+};
+
+template <class T>
+class async_generator_promise {
+public:
+    async_generator<T> get_return_object() noexcept;
+
+    std::suspend_always initial_suspend() const noexcept { return {}; }
+    generator_final_awaiter final_suspend() const noexcept { return {}; }
+    void return_void() const noexcept {}
+    void unhandled_exception() noexcept { m_exception = std::current_exception(); }
+
+    generator_yield_awaiter yield_value(T&& v) noexcept {
+        m_value = std::addressof(v);
+        return {};
+    }
+    template <class U>
+        requires std::constructible_from<T, U&&>
+    generator_yield_copy_awaiter<T> yield_value(U&& v) {
+        return generator_yield_copy_awaiter<T>(*this, std::forward<U>(v));
+    }
+
+    void set_yielded(T* v) noexcept { m_value = v; }
+
+    /// The coroutine suspended in `next()`, while one is pending (null otherwise).
+    std::coroutine_handle<> consumer;
+
+    /// What the pending `next()` gives: the error the body ended with, the yielded value, or
+    /// nothing (the body returned).
+    std::optional<T> take_result() {
+        if (m_exception) std::rethrow_exception(std::exchange(m_exception, nullptr));
+        if (T* v = std::exchange(m_value, nullptr)) return std::optional<T>(std::move(*v));
+        return std::nullopt;
+    }
+    void clear_yielded() noexcept { m_value = nullptr; }
+
+private:
+    T* m_value = nullptr;
+    std::exception_ptr m_exception;
+};
+
+/// What `next()` returns: resumes the generator until it yields, returns or throws.
+template <class T>
+class async_generator_next {
+public:
+    using handle_type = std::coroutine_handle<async_generator_promise<T>>;
+    explicit async_generator_next(handle_type h) noexcept : m_h(h) {}
+
+    bool await_ready() const {
+        if (!m_h) throw invalid_state_error("corio: next() on an empty async_generator (moved from)");
+        if (m_h.promise().consumer)
+            throw invalid_state_error(
+                "corio: async_generator::next() called while a previous next() is still pending");
+        return m_h.done();
+    }
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<> consumer) noexcept {
+        m_h.promise().clear_yielded();
+        m_h.promise().consumer = consumer;
+        return generator_transfer(m_h); // trampoline: see the file comment
+    }
+    std::optional<T> await_resume() { return m_h.promise().take_result(); }
+
+private:
+    handle_type m_h;
+};
+
+} // namespace detail
+
+/// An asynchronous generator: a coroutine that `co_yield`s values of type `T` and may
+/// `co_await` in between (asyncio's async generator). See the file comment of
+/// corio/async_generator.hpp.
+///
+/// Lazy: the body starts at the first `next()`. Move-only. One consumer at a time: a `next()`
+/// while another is pending throws `invalid_state_error`.
+///
+/// Destroying the generator destroys its frame: the locals of the body are destroyed where it
+/// stopped (at a `co_yield`, or at a `co_await` if the consumer's frame is being destroyed while
+/// it waits in `next()`; the awaiters then leave the timer heap and futures' waiter lists).
+/// Destroying it while another task waits in its `next()` is a programming error.
+template <class T>
+class [[nodiscard]] async_generator {
+public:
+    static_assert(!std::is_reference_v<T>, "corio: async_generator<T&> is not supported; yield a pointer");
+    static_assert(!std::is_void_v<T>, "corio: an async_generator yields values; use corio::none");
+
+    /// The coroutine's promise (what makes `async_generator<T>` a coroutine return type).
+    using promise_type = detail::async_generator_promise<T>;
+    /// What the generator yields (`next()` gives `std::optional<T>`).
+    using value_type = T;
+    /// The coroutine handle it owns.
+    using handle_type = std::coroutine_handle<promise_type>;
+
+    /// An empty generator (as a moved-from one); `next()` on it throws `invalid_state_error`.
+    async_generator() noexcept = default;
+    ///@{
+    /// Moves the coroutine; the source becomes empty.
+    async_generator(async_generator&& o) noexcept : m_h(std::exchange(o.m_h, {})) {}
+    async_generator& operator=(async_generator&& o) noexcept {
+        if (this != &o) {
+            reset();
+            m_h = std::exchange(o.m_h, {});
+        }
+        return *this;
+    }
+    ///@}
+    /// Destroys the coroutine frame, wherever it stopped (see the class comment).
+    ~async_generator() { reset(); }
+
+    /// False for a moved-from (empty) generator.
+    explicit operator bool() const noexcept { return static_cast<bool>(m_h); }
+
+    /// True once the body has returned or thrown (then `next()` gives `std::nullopt`).
+    bool done() const noexcept { return !m_h || m_h.done(); }
+
+    /// `co_await gen.next()` runs the body, inline in the awaiting task, until it yields (gives
+    /// the value), returns (gives `std::nullopt`, and so does every later call) or throws (the
+    /// exception comes out of this await, once; later calls give `std::nullopt`).
+    ///
+    /// Cancellation: cancelling the awaiting task throws `cancelled_error` at the `co_await`
+    /// inside the body where it is suspended; if the body lets it out, it comes out here.
+    /// Throws `invalid_state_error` for an empty generator or if another `next()` is pending.
+    detail::async_generator_next<T> next() noexcept { return detail::async_generator_next<T>(m_h); }
+
+private:
+    explicit async_generator(handle_type h) noexcept : m_h(h) {}
+    void reset() noexcept {
+        if (m_h) std::exchange(m_h, {}).destroy();
+    }
+    friend promise_type;
+
+    handle_type m_h;
+};
+
+namespace detail {
+template <class T>
+async_generator<T> async_generator_promise<T>::get_return_object() noexcept {
+    return async_generator<T>(std::coroutine_handle<async_generator_promise<T>>::from_promise(*this));
+}
+} // namespace detail
+
+} // namespace corio
+// ---- end corio/async_generator.hpp ----
+// ---- begin corio/gather.hpp (included from corio/corio.hpp) ----
+/// \file corio/gather.hpp
+/// `co_await corio::gather(a, b, c)`: asyncio.gather. Runs awaitables concurrently and gives
+/// every result, in the order they were passed; `gather_settled` is
+/// `gather(..., return_exceptions=True)`. Also `corio::none` (the value of a `void` awaitable
+/// where a value is needed) and `corio::outcome<T>` (a value or an error).
+///
+///     auto [n, s] = co_await corio::gather(count(), fetch("x"));    // std::tuple<int, std::string>
+///     std::vector<int> all = co_await corio::gather(std::move(tasks));  // a range, input order
+///
+/// ## What happens when
+/// - `gather(...)` is asyncio's: each argument that is not a future is wrapped in a task
+///   (`create_task`) **at the call**, so the children start on the next loop iteration whether
+///   or not the result is ever awaited. Futures and task handles are watched as they are. The
+///   loop is that of the first argument (the running loop for one that is not a future), so a
+///   gather of futures can be made before its loop runs; any other needs a running loop.
+/// - It returns a `future<R>` (R = `std::tuple<...>` or `std::vector<...>`), asyncio's
+///   `_GatheringFuture`: await it, `cancel()` it, give it to `wait`, or drop it. A dropped gather
+///   does not stop its children, which are tasks; if it fails and nobody awaits it, the loop
+///   reports "Future exception was never retrieved" for it, once its children are done (asyncio
+///   does the same).
+/// - The first child that fails completes the gather with that error; the others keep running
+///   (they are not cancelled), and the errors they end with later count as retrieved, as in
+///   asyncio: no "exception was never retrieved" report for them.
+/// - Cancelling the task that awaits the gather (or calling `cancel()` on the gather future)
+///   cancels every child that is not done; the await then throws `cancelled_error` once the
+///   children have reacted: the first one to finish, for gather (or the error it ended with, if
+///   it turned the cancellation into one); all of them, for gather_settled.
+/// - A child cancelled by someone else counts as failing with its `cancelled_error` (gather
+///   throws it; gather_settled gives an outcome holding it); the task awaiting the gather is
+///   not cancelled for that, and the other children go on.
+/// - A gather that ends with a cancellation is a cancelled future (`cancelled()` is true, and it
+///   is never reported as unretrieved); asyncio's stays "done with a CancelledError" instead.
+///
+/// ## Cost
+/// A variadic gather allocates its state once (a future holding one intrusive waiter node per
+/// child); a range gather allocates a `std::vector` of nodes (which grows while an unsized range
+/// is read) and the state. Plus one task per argument that is not already a future, and the
+/// result. Children are watched by nodes in their waiter lists, not by done callbacks: nothing
+/// is allocated per child, no trip through the loop, and the work is linear in the number of
+/// children. A child that finishes completes the gather (or counts towards it) on the spot; the
+/// awaiting task is then woken through the loop as usual. (Completion of nested gathers recurses
+/// once per level of nesting, as cancellation does in asyncio.)
+///
+/// ## Lifetimes
+/// The gather holds no reference to a child that is still pending (a pending task is owned by
+/// its loop; a pending future by its other handles), so there is no reference cycle: if every
+/// handle of a pending plain future is dropped, nobody can ever complete it, and gather treats it
+/// as cancelled. The state lives while a handle to the gather exists or a child is pending.
+
+
+#include <array>
+#include <iterator>
+#include <tuple>
+#include <variant>
+
+namespace corio {
+
+/// The result of a `void` awaitable where a value is needed: in the tuple or vector of a
+/// gather, in an `outcome<void>`. An empty value; all `none`s are equal.
+struct none {
+    /// All `none`s are equal.
+    friend constexpr bool operator==(none, none) noexcept = default;
+};
+
+/// A value or an error: what `gather_settled` gives for each child (asyncio's
+/// `return_exceptions=True`, where the list holds either the result or the exception).
+///
+/// `outcome<void>` holds a `none`. A cancelled child gives an outcome holding its
+/// `cancelled_error`.
+template <class T>
+class outcome {
+public:
+    /// What it holds on success: `T`, or `none` for `outcome<void>`.
+    using value_type = std::conditional_t<std::is_void_v<T>, none, T>;
+
+    /// An outcome holding `v`.
+    outcome(value_type v) noexcept(std::is_nothrow_move_constructible_v<value_type>)
+        : m_state(std::in_place_index<0>, std::move(v)) {}
+
+    /// An outcome holding the error `e`. Throws `std::invalid_argument` if `e` is null.
+    static outcome failure(std::exception_ptr e) {
+        if (!e) throw std::invalid_argument("corio::outcome: a failure needs an exception");
+        return outcome(failure_tag{}, std::move(e));
+    }
+
+    /// True if it holds a value.
+    bool has_value() const noexcept { return m_state.index() == 0; }
+    /// True if it holds a value (as has_value()).
+    explicit operator bool() const noexcept { return has_value(); }
+
+    ///@{
+    /// The value; rethrows the error if it holds one.
+    value_type& value() & {
+        rethrow_if_error();
+        return *std::get_if<0>(&m_state);
+    }
+    const value_type& value() const& {
+        rethrow_if_error();
+        return *std::get_if<0>(&m_state);
+    }
+    value_type&& value() && {
+        rethrow_if_error();
+        return std::move(*std::get_if<0>(&m_state));
+    }
+    ///@}
+
+    /// The error, or a null `exception_ptr` if it holds a value.
+    std::exception_ptr error() const noexcept {
+        if (const std::exception_ptr* e = std::get_if<1>(&m_state)) return *e;
+        return nullptr;
+    }
+
+private:
+    struct failure_tag {};
+    outcome(failure_tag, std::exception_ptr e) noexcept : m_state(std::in_place_index<1>, std::move(e)) {}
+    void rethrow_if_error() const {
+        if (const std::exception_ptr* e = std::get_if<1>(&m_state)) std::rethrow_exception(*e);
+    }
+
+    std::variant<value_type, std::exception_ptr> m_state;
+};
+
+namespace detail {
+
+// --- What gather accepts: what ensure_future accepts ---------------------------------------------
+
+/// A future or task handle, a `task<T>`, a callable returning an awaitable, or an awaitable.
+template <class A>
+concept gatherable =
+    is_future_v<A> || is_task<std::remove_cvref_t<A>>::value ||
+    (std::is_invocable_v<std::remove_cvref_t<A>&> &&
+     awaitable<std::invoke_result_t<std::remove_cvref_t<A>&>>) ||
+    awaitable<std::remove_cvref_t<A>>;
+
+/// The `T` of the `future<T>` that ensure_future would make of an `A` (as_task's order: a
+/// future or task, then a callable, then an awaitable). No `type` for anything else, so that
+/// the overloads' return types fail quietly (clang checks them before the constraints).
+template <class A>
+struct gather_child {};
+template <class A>
+    requires(is_future_v<A> || is_task<std::remove_cvref_t<A>>::value)
+struct gather_child<A> {
+    using type = typename std::remove_cvref_t<A>::value_type;
+};
+template <class A>
+    requires(!is_future_v<A> && !is_task<std::remove_cvref_t<A>>::value &&
+             std::is_invocable_v<std::remove_cvref_t<A>&> &&
+             awaitable<std::invoke_result_t<std::remove_cvref_t<A>&>>)
+struct gather_child<A> {
+    using type = std::remove_cvref_t<await_result_t<std::invoke_result_t<std::remove_cvref_t<A>&>>>;
+};
+template <class A>
+    requires(!is_future_v<A> && !is_task<std::remove_cvref_t<A>>::value &&
+             !std::is_invocable_v<std::remove_cvref_t<A>&> && awaitable<std::remove_cvref_t<A>>)
+struct gather_child<A> {
+    using type = std::remove_cvref_t<await_result_t<std::remove_cvref_t<A>>>;
+};
+
+/// See gather_child.
+template <class A>
+using gather_child_t = typename gather_child<A>::type;
+
+/// `T`, or `none` for void.
+template <class T>
+using gather_value_t = std::conditional_t<std::is_void_v<T>, none, T>;
+
+/// What a gather gives for a child of type `T`.
+template <bool Settled, class T>
+using gather_element_t = std::conditional_t<Settled, outcome<T>, gather_value_t<T>>;
+
+/// Checks a future argument and settles the gather's loop as asyncio does: the loop of the
+/// first argument (the running loop for one that is not a future); every future must share it.
+template <class A>
+void gather_note_loop(event_loop*& loop, const A& a) {
+    if constexpr (is_future_v<A>) {
+        if (!a) throw invalid_state_error("corio::gather: an empty future handle");
+        event_loop* own = static_cast<const future_base&>(a).core()->loop(); // task_handle hides core()
+        loop_ops::check_open(own);
+        if (!loop) loop = own;
+        else if (loop != own)
+            throw std::invalid_argument("corio::gather: the futures belong to different event loops");
+    } else {
+        if (!loop) loop = &get_running_loop();
+    }
+}
+
+/// The child future for an argument: the future itself, or a new task on `loop`. Returns one
+/// reference to its state, owned by the caller.
+template <class A>
+future_core* gather_spawn(event_loop& loop, A&& a) {
+    using T = gather_child_t<A>;
+    future<T> f = [&] {
+        if constexpr (is_future_v<A>) {
+            return future<T>(std::forward<A>(a));
+        } else {
+            static_assert(!(is_task<std::remove_cvref_t<A>>::value && std::is_lvalue_reference_v<A>),
+                          "corio::gather: a task is move-only; pass it with std::move(t)");
+            return future<T>(loop.create_task(std::forward<A>(a)));
+        }
+    }();
+    future_core* c = f.core();
+    c->add_ref(); // outlives `f`
+    return c;
+}
+
+/// A future's cancelled_error, as an exception_ptr (exception() throws it rather than return it).
+inline std::exception_ptr gather_cancellation_of(future_core& c) noexcept {
+    try {
+        (void)c.exception();
+    } catch (...) {
+        return std::current_exception();
+    }
+    return std::make_exception_ptr(cancelled_error());
+}
+
+/// One child, as the gather sees it. Sits in the child's waiter list while the child is pending
+/// (then `child` is a plain pointer: the gather holds no reference to a pending child); once the
+/// child is done, `child` owns one reference until the result is collected or not needed.
+struct gather_node : future_waiter {
+    future_core* child = nullptr; ///< null once released, or if the child died pending
+    future_core* gather = nullptr;
+};
+
+/// The gather's future (asyncio's _GatheringFuture) and its bookkeeping. `Nodes` is a
+/// `std::array` or `std::vector` of gather_node, never resized once the state exists (nodes sit
+/// in waiter lists).
+template <class R, class Nodes>
+class gather_state : public future_state<R> {
+    using status = future_core::status;
+
+public:
+    /// asyncio's _GatheringFuture.cancel: cancels every pending child; true if any was.
+    bool cancel(std::string msg) override {
+        if (this->done()) return false;
+        this->add_ref(); // a child's completion must not free us mid-loop
+        struct keep {
+            gather_state* s;
+            ~keep() { s->release(); }
+        } k{this};
+        // Set first: a plain future child completes synchronously inside its cancel(), and if it
+        // is the last, completion must already see the request (asyncio's _cancel_requested).
+        const bool was_requested = std::exchange(m_cancel_requested, true);
+        std::string previous = std::exchange(m_cancel_message, msg);
+        bool any = false;
+        for (gather_node& n : m_nodes) {
+            if (!n.owner) continue; // done already
+            future_core* c = n.child;
+            c->add_ref();
+            struct drop {
+                future_core* c;
+                ~drop() { c->release(); }
+            } d{c};
+            if (c->cancel(msg)) any = true;
+        }
+        if (!any) {
+            m_cancel_requested = was_requested;
+            m_cancel_message = std::move(previous);
+        }
+        return any;
+    }
+
+    /// Watches the children (their references are in the nodes). Called once, by the factory,
+    /// after it made the handle it returns (so finishing here cannot free the state).
+    void start() noexcept {
+        m_unfinished = m_nodes.size();
+        if (m_unfinished == 0) {
+            complete();
+            return;
+        }
+        this->add_ref(); // the pending children's: dropped when the last one is done
+        for (gather_node& n : m_nodes) {
+            n.gather = this;
+            n.on_done = &on_child_done;
+            n.on_discard = &on_child_discarded;
+        }
+        for (gather_node& n : m_nodes) {
+            future_core* c = n.child;
+            if (c->done()) {
+                child_done(n); // takes a reference of its own if it keeps the child
+            } else {
+                c->add_waiter(&n);
+            }
+            c->release(); // may discard a plain future nobody else holds: then on_child_discarded
+        }
+    }
+
+protected:
+    gather_state(event_loop* loop, Nodes nodes, bool settled) noexcept
+        : future_state<R>(loop), m_nodes(std::move(nodes)), m_settled(settled) {}
+    ~gather_state() override {
+        for (gather_node& n : m_nodes)
+            if (n.child && !n.owner) n.child->release();
+    }
+
+    /// Builds the result from the children: all done, and in plain mode all succeeded. Takes
+    /// the references the nodes hold.
+    virtual R collect() = 0;
+
+    Nodes m_nodes;
+
+private:
+    static void on_child_done(future_waiter* w) noexcept {
+        auto* n = static_cast<gather_node*>(w);
+        static_cast<gather_state*>(n->gather)->child_done(*n);
+    }
+    static void on_child_discarded(future_waiter* w) noexcept {
+        auto* n = static_cast<gather_node*>(w);
+        static_cast<gather_state*>(n->gather)->child_discarded(*n);
+    }
+
+    /// A loop that is closed cannot run the wake-ups finishing the gather would schedule.
+    bool can_finish() const noexcept { return this->loop() && !this->loop()->is_closed(); }
+
+    /// asyncio's gather._done_callback, for child `n` (done, and alive while this runs).
+    void child_done(gather_node& n) noexcept {
+        future_core& c = *n.child;
+        if (this->done() || !can_finish()) {
+            // Nobody will read it: mark its error retrieved, as asyncio does.
+            if (!c.cancelled()) (void)c.exception();
+            n.child = nullptr;
+        } else if (!m_settled && c.cancelled()) {
+            n.child = nullptr;
+            this->finish(status::cancelled, gather_cancellation_of(c));
+        } else if (std::exception_ptr e = m_settled || c.cancelled() ? nullptr : c.exception()) {
+            n.child = nullptr;
+            this->finish(status::done, std::move(e));
+        } else {
+            c.add_ref(); // kept for collect()
+        }
+        child_finished();
+    }
+
+    /// A pending plain future died (its last handle was dropped): nobody can complete it any
+    /// more. It counts as cancelled, as a task destroyed while pending does.
+    void child_discarded(gather_node& n) noexcept {
+        n.child = nullptr;
+        if (!this->done() && !m_settled && can_finish()) {
+            try {
+                this->finish(status::cancelled, std::make_exception_ptr(cancelled_error()));
+            } catch (...) {
+            }
+        }
+        child_finished();
+    }
+
+    void child_finished() noexcept {
+        if (--m_unfinished != 0) return;
+        if (!this->done() && can_finish()) complete();
+        this->release(); // the pending children's reference: `this` may be gone now
+    }
+
+    /// Every child is done and the gather is not: its result, or cancelled_error if it was
+    /// cancelled (asyncio: whatever return_exceptions says, issue 32684).
+    void complete() noexcept {
+        if (m_cancel_requested) {
+            for (gather_node& n : m_nodes) {
+                if (!n.child) continue;
+                if (!n.child->cancelled()) (void)n.child->exception(); // retrieved
+                std::exchange(n.child, nullptr)->release();
+            }
+            std::exception_ptr e;
+            try {
+                e = std::make_exception_ptr(cancelled_error(m_cancel_message));
+            } catch (...) {
+                e = std::current_exception();
+            }
+            this->finish(status::cancelled, std::move(e));
+            return;
+        }
+        try {
+            this->emplace(collect());
+        } catch (...) {
+            this->finish(status::done, std::current_exception());
+            return;
+        }
+        this->finish(status::done, nullptr);
+    }
+
+    std::size_t m_unfinished = 0;
+    std::string m_cancel_message;
+    bool m_settled;
+    bool m_cancel_requested = false;
+};
+
+/// Takes child `n`'s result for the gather's R (its reference goes with it).
+template <bool Settled, class T>
+gather_element_t<Settled, T> gather_take(gather_node& n) {
+    if constexpr (Settled) {
+        if (!n.child) return outcome<T>::failure(std::make_exception_ptr(cancelled_error()));
+        future<T> f = future<T>::adopt(static_cast<future_state<T>*>(std::exchange(n.child, nullptr)));
+        if (f.cancelled()) return outcome<T>::failure(gather_cancellation_of(*f.core()));
+        if (std::exception_ptr e = f.exception()) return outcome<T>::failure(std::move(e));
+        if constexpr (std::is_void_v<T>) {
+            return outcome<T>(none{});
+        } else {
+            return outcome<T>(std::move(f).result()); // moved out when the gather held the last handle
+        }
+    } else {
+        future<T> f = future<T>::adopt(static_cast<future_state<T>*>(std::exchange(n.child, nullptr)));
+        if constexpr (std::is_void_v<T>) {
+            f.result();
+            return none{};
+        } else {
+            return std::move(f).result();
+        }
+    }
+}
+
+template <bool Settled, class... T>
+using gather_tuple_t = std::tuple<gather_element_t<Settled, T>...>;
+
+template <bool Settled, class... T>
+class gather_tuple_state final
+    : public gather_state<gather_tuple_t<Settled, T...>, std::array<gather_node, sizeof...(T)>> {
+    using base = gather_state<gather_tuple_t<Settled, T...>, std::array<gather_node, sizeof...(T)>>;
+
+public:
+    gather_tuple_state(event_loop* loop, const std::array<gather_node, sizeof...(T)>& nodes) noexcept
+        : base(loop, nodes, Settled) {}
+
+private:
+    gather_tuple_t<Settled, T...> collect() override {
+        return collect_impl(std::index_sequence_for<T...>{});
+    }
+    template <std::size_t... I>
+    gather_tuple_t<Settled, T...> collect_impl(std::index_sequence<I...>) {
+        return gather_tuple_t<Settled, T...>(gather_take<Settled, T>(this->m_nodes[I])...);
+    }
+};
+
+template <bool Settled, class T>
+class gather_range_state final
+    : public gather_state<std::vector<gather_element_t<Settled, T>>, std::vector<gather_node>> {
+    using base = gather_state<std::vector<gather_element_t<Settled, T>>, std::vector<gather_node>>;
+
+public:
+    gather_range_state(event_loop* loop, std::vector<gather_node>&& nodes) noexcept
+        : base(loop, std::move(nodes), Settled) {}
+
+private:
+    std::vector<gather_element_t<Settled, T>> collect() override {
+        std::vector<gather_element_t<Settled, T>> out;
+        out.reserve(this->m_nodes.size());
+        for (gather_node& n : this->m_nodes) out.push_back(gather_take<Settled, T>(n));
+        return out;
+    }
+};
+
+/// Releases the references a factory put in its nodes if it fails before the state owns them.
+template <class Nodes>
+struct gather_nodes_guard {
+    Nodes& nodes;
+    bool armed = true;
+    ~gather_nodes_guard() {
+        if (!armed) return;
+        for (gather_node& n : nodes)
+            if (n.child) n.child->release();
+    }
+};
+
+template <bool Settled, class... A>
+auto gather_args(A&&... aws) {
+    using state = gather_tuple_state<Settled, gather_child_t<A>...>;
+    using result = gather_tuple_t<Settled, gather_child_t<A>...>;
+    event_loop* loop = nullptr;
+    (gather_note_loop(loop, aws), ...); // every check before the first task is created
+    if (!loop) loop = &get_running_loop();
+    std::array<gather_node, sizeof...(A)> nodes{};
+    gather_nodes_guard<decltype(nodes)> guard{nodes};
+    std::size_t i = 0;
+    ((nodes[i++].child = gather_spawn(*loop, std::forward<A>(aws))), ...);
+    auto* st = new state(loop, nodes);
+    guard.armed = false;
+    auto f = future<result>::adopt(st);
+    st->start();
+    return f;
+}
+
+template <bool Settled, class R>
+auto gather_range(R&& range) {
+    // An rvalue range gives its elements up (tasks are move-only); an lvalue range of tasks
+    // cannot, unless it yields them by value (a view).
+    using ref = std::conditional_t<std::is_lvalue_reference_v<R>, std::ranges::range_reference_t<R>,
+                                   std::ranges::range_rvalue_reference_t<R>>;
+    static_assert(!(is_task<std::remove_cvref_t<ref>>::value && std::is_lvalue_reference_v<ref>),
+                  "corio::gather: tasks are move-only; pass the range with std::move(range)");
+    using T = gather_child_t<ref>;
+    using result = std::vector<gather_element_t<Settled, T>>;
+    event_loop* loop = nullptr;
+    if constexpr (!is_future_v<ref>) loop = &get_running_loop();
+    std::vector<gather_node> nodes;
+    gather_nodes_guard<std::vector<gather_node>> guard{nodes};
+    if constexpr (std::ranges::sized_range<R>) nodes.reserve(static_cast<std::size_t>(std::ranges::size(range)));
+    for (auto it = std::ranges::begin(range); it != std::ranges::end(range); ++it) {
+        nodes.emplace_back(); // before spawning: a task is never created and then lost
+        // Dereferenced once: a view may make its element (a task) on each dereference.
+        auto&& element = [&]() -> ref {
+            if constexpr (std::is_lvalue_reference_v<R>) return *it;
+            else return std::ranges::iter_move(it);
+        }();
+        gather_note_loop(loop, element);
+        nodes.back().child = gather_spawn(*loop, std::forward<ref>(element));
+    }
+    if (!loop) loop = &get_running_loop(); // an empty range of futures
+    auto* st = new gather_range_state<Settled, T>(loop, std::move(nodes));
+    guard.armed = false;
+    auto f = future<result>::adopt(st);
+    st->start();
+    return f;
+}
+
+/// What the range gather takes: an input range of what the variadic gather takes, that is not
+/// itself one of those.
+template <class R>
+concept gather_range_of =
+    std::ranges::input_range<R> && !gatherable<R> && gatherable<std::ranges::range_reference_t<R>>;
+
+} // namespace detail
+
+/// asyncio.gather(a, b, c): runs the awaitables concurrently and gives their results as a
+/// tuple, in argument order (a `void` result is `none`):
+///
+///     auto [user, posts] = co_await corio::gather(fetch_user(id), fetch_posts(id));
+///
+/// Each argument is a `task<T>` (moved in), a callable returning an awaitable, any awaitable,
+/// or a future/task handle (the future itself is watched; an lvalue handle is copied, which
+/// shares the future). Those that are not futures become tasks right now, scheduled on the loop
+/// of the first argument (the running loop for a non-future); they run whether or not the
+/// result is awaited (see the file comment).
+///
+/// Result: a `future<std::tuple<T...>>`, done when every child is (or the first one fails).
+/// Awaiting it gives the tuple (moved out) or throws:
+/// - the first error a child ends with; the other children keep running, and their errors are
+///   marked retrieved (no "exception was never retrieved" report);
+/// - `cancelled_error` if a child was cancelled (by someone else: the other children go on);
+/// - `cancelled_error` if the awaiting task was cancelled: that cancels every pending child,
+///   and the await throws once the first of them has finished.
+///
+/// Throws at the call: `std::runtime_error` without a running loop (unless the first argument is
+/// a future), `std::invalid_argument` if futures belong to different loops,
+/// `invalid_state_error` for an empty future handle.
+template <class... Aws>
+    requires(detail::gatherable<Aws> && ...)
+[[nodiscard]] future<std::tuple<detail::gather_value_t<detail::gather_child_t<Aws>>...>>
+gather(Aws&&... aws) {
+    return detail::gather_args<false>(std::forward<Aws>(aws)...);
+}
+
+/// asyncio.gather(*aws): as the variadic gather, for a range of awaitables of one type (tasks,
+/// task handles, futures, ...), giving a `std::vector` of results in the range's order (`none`
+/// for `void`). A range of `task<T>` must be an rvalue (`std::move(tasks)`): its tasks are
+/// moved out. An empty range gives a future that is already done, with an empty vector.
+///
+/// Results, errors and cancellation: as the variadic gather. For a range of tasks the loop is
+/// the running one; for futures, the loop of the first.
+template <class R>
+    requires detail::gather_range_of<R>
+[[nodiscard]] future<std::vector<detail::gather_value_t<detail::gather_child_t<std::ranges::range_reference_t<R>>>>>
+gather(R&& range) {
+    return detail::gather_range<false>(std::forward<R>(range));
+}
+
+/// asyncio.gather(a, b, c, return_exceptions=True): as gather, but a child's error does not
+/// complete the gather: every child's result comes back as an `outcome<T>` (its value, or its
+/// error; a child that was cancelled gives its `cancelled_error`), once all are done.
+///
+///     auto [a, b] = co_await corio::gather_settled(may_fail(), other());
+///     if (!a) log(a.error());
+///
+/// Cancelling the awaiting task still cancels every pending child; the await throws
+/// `cancelled_error` once they have all finished (asyncio, whatever return_exceptions says).
+/// Throws at the call as gather does.
+template <class... Aws>
+    requires(detail::gatherable<Aws> && ...)
+[[nodiscard]] future<std::tuple<outcome<detail::gather_child_t<Aws>>...>> gather_settled(Aws&&... aws) {
+    return detail::gather_args<true>(std::forward<Aws>(aws)...);
+}
+
+/// asyncio.gather(*aws, return_exceptions=True): as gather_settled, for a range; gives a
+/// `std::vector<outcome<T>>` in the range's order (empty at once for an empty range).
+template <class R>
+    requires detail::gather_range_of<R>
+[[nodiscard]] future<std::vector<outcome<detail::gather_child_t<std::ranges::range_reference_t<R>>>>>
+gather_settled(R&& range) {
+    return detail::gather_range<true>(std::forward<R>(range));
+}
+
+} // namespace corio
+// ---- end corio/gather.hpp ----
+// ---- begin corio/locks.hpp (included from corio/corio.hpp) ----
+/// \file corio/locks.hpp
+/// Synchronization primitives for tasks of one loop: asyncio's `Lock`, `Event`, `Condition`,
+/// `Semaphore`, `BoundedSemaphore` and `Barrier`, as `corio::lock`, `event`, `condition`,
+/// `semaphore`, `bounded_semaphore` and `barrier`.
+///
+///     corio::lock lk;
+///     auto g = co_await lk.acquire();         // async with lock:  (g releases it when it dies)
+///     co_await ev.wait();                     // await event.wait()
+///     std::size_t i = co_await b.wait();      // await barrier.wait()
+///
+/// Like asyncio's, they are not thread-safe: use them from the tasks of one loop.
+///
+/// ## Fairness
+/// Waiters are served first come, first served. A task that arrives while others wait queues
+/// behind them, even if the primitive happens to be free at that instant (a lock just released
+/// to a waiter that has not run yet is not taken by a newcomer), as asyncio 3.12 does.
+///
+/// ## Cancellation never loses a wake-up
+/// Cancelling a waiting task throws `cancelled_error` at its `co_await` and takes it out of the
+/// queue of waiters. If the task had already been woken (handed the lock, a semaphore unit, a
+/// notification) and is cancelled before it runs, what it was handed goes to the next waiter.
+///
+/// ## Misuse
+/// Releasing a lock that is not held, releasing a `bounded_semaphore` beyond its initial
+/// value, `condition::wait`/`notify` without holding the lock throw `std::logic_error` (asyncio
+/// answers the first and the last with RuntimeError, the second with ValueError: corio uses
+/// `std::logic_error` for every misuse).
+///
+/// ## Lifetime
+/// A primitive should outlive the tasks that use it, but the shape `corio::run` produces is
+/// safe: a lock local to `main`, which returns while workers wait on it or hold it. When a
+/// primitive is destroyed, every task waiting on it gets `cancelled_error` at its `co_await` (as
+/// when an awaited future is cancelled; its `what()` says the primitive was destroyed) and never
+/// touches it again, and its guards are disarmed: they hold nothing from then on.
+///
+/// ## Allocation
+/// Waiting in `lock::acquire`, `semaphore::acquire` and `event::wait` allocates nothing (the
+/// waiter's node lives in the awaiting frame). `condition::wait`/`wait_for` and `barrier::wait`
+/// are coroutines: a frame each.
+///
+/// ## Differences from asyncio
+/// `barrier::reset()` and `abort()` are plain functions (asyncio's are coroutines that take the
+/// barrier's lock: on one loop there is nothing to wait for). asyncio binds a primitive to the
+/// first loop that waits on it for good; corio only requires the tasks waiting at the same time
+/// to share a loop (`std::runtime_error` otherwise), so a primitive may serve one `corio::run`
+/// after another.
+
+
+
+namespace corio {
+
+namespace detail {
+
+// --- Parking a task: the intrusive waiter queue shared by queues and locks --------------------
+
+/// Base of the error thrown at an await whose primitive was destroyed while the task waited:
+/// corio's own coroutines (condition::wait, barrier::wait) let it through without touching the
+/// dead primitive.
+struct orphaned_marker {};
+
+/// The cancellation a wait ends with when its primitive is destroyed (as awaiting a future
+/// that is cancelled): a `cancelled_error`, so the task ends cancelled unless it catches it.
+class orphaned_cancel final : public cancelled_error, public orphaned_marker {
+public:
+    explicit orphaned_cancel(std::string msg) : cancelled_error(std::move(msg)) {}
+};
+
+inline constexpr const char* orphaned_message = "corio: the queue or lock this task waited on was destroyed";
+
+/// Throws orphaned_cancel, keeping the message of `err` if it is a cancellation.
+[[noreturn]] inline void throw_orphaned(std::exception_ptr err) {
+    std::string msg = orphaned_message;
+    if (err) {
+        try {
+            std::rethrow_exception(err);
+        } catch (const cancelled_error& e) {
+            msg = e.message();
+        } catch (...) {
+        }
+    }
+    throw orphaned_cancel(std::move(msg));
+}
+
+class park_list;
+
+/// A parked task's node, in the awaiting coroutine's frame (waiting allocates nothing).
+struct park_node : task_waiter {
+    park_node* prev = nullptr;
+    park_node* next = nullptr;
+    park_list* list = nullptr; ///< the list it is in, null if none
+    task_core* task = nullptr;
+    bool orphaned = false; ///< its list died with the primitive
+};
+
+/// An intrusive FIFO of parked nodes. Destroying it marks the nodes still in it orphaned.
+class park_list {
+public:
+    park_list() noexcept = default;
+    park_list(const park_list&) = delete;
+    park_list& operator=(const park_list&) = delete;
+    ~park_list() {
+        while (park_node* n = m_head) {
+            remove(n);
+            n->orphaned = true;
+        }
+    }
+
+    bool empty() const noexcept { return m_head == nullptr; }
+    std::size_t size() const noexcept { return m_size; }
+    park_node* front() const noexcept { return m_head; }
+
+    void push_back(park_node* n) noexcept {
+        n->list = this;
+        n->next = nullptr;
+        n->prev = m_tail;
+        (m_tail ? m_tail->next : m_head) = n;
+        m_tail = n;
+        ++m_size;
+    }
+    void push_front(park_node* n) noexcept {
+        n->list = this;
+        n->prev = nullptr;
+        n->next = m_head;
+        (m_head ? m_head->prev : m_tail) = n;
+        m_head = n;
+        ++m_size;
+    }
+    void remove(park_node* n) noexcept {
+        if (n->list != this) return;
+        (n->prev ? n->prev->next : m_head) = n->next;
+        (n->next ? n->next->prev : m_tail) = n->prev;
+        n->prev = n->next = nullptr;
+        n->list = nullptr;
+        --m_size;
+    }
+
+private:
+    park_node* m_head = nullptr;
+    park_node* m_tail = nullptr;
+    std::size_t m_size = 0;
+};
+
+/// The waiters of one primitive. A wake-up moves a node from `waiting` to `woken` and
+/// schedules its task; the node leaves `woken` when the task resumes. Keeping the woken nodes
+/// lets the primitive count wake-ups in flight (and reserve what they were woken for), and
+/// lets its destructor reach them too.
+struct park_queue {
+    park_list waiting; ///< parked, in the order they are to be woken
+    park_list woken;   ///< handed a wake-up, not resumed yet
+
+    park_queue() noexcept = default;
+    park_queue(const park_queue&) = delete;
+    park_queue& operator=(const park_queue&) = delete;
+    /// The primitive dies: every wait on it ends with a cancellation (see orphaned_cancel).
+    ~park_queue() {
+        orphan_all(waiting);
+        orphan_all(woken);
+    }
+
+    bool has_waiters() const noexcept { return !waiting.empty() || !woken.empty(); }
+
+    /// Wakes the first waiting task; false if none waits.
+    bool wake_one() noexcept {
+        park_node* n = waiting.front();
+        if (!n) return false;
+        waiting.remove(n);
+        woken.push_back(n);
+        n->task->wake();
+        return true;
+    }
+    void wake_all() noexcept {
+        while (wake_one()) {
+        }
+    }
+
+    static void orphan_all(park_list& l) noexcept {
+        while (park_node* n = l.front()) {
+            l.remove(n);
+            n->orphaned = true;
+            try {
+                n->task->wake_cancelled(orphaned_message);
+            } catch (...) { // no memory for the message: the cancellation is flagged already
+                n->task->wake();
+            }
+        }
+    }
+
+    /// asyncio binds a primitive to the loop it is used on; here the tasks parked at once must
+    /// share a loop (they are woken from it).
+    void check_loop(task_core& t) const {
+        const park_node* other = waiting.front() ? waiting.front() : woken.front();
+        if (other && other->task->as_future().loop() != t.as_future().loop())
+            throw std::runtime_error("corio: the queue or lock is bound to a different event loop");
+    }
+};
+
+/// Called when a parked task gives up: it was cancelled while waiting (`was_woken` false), or
+/// after it was woken but before it ran (`was_woken` true: the wake-up must be passed on).
+using abandon_fn = void (*)(void* owner, bool was_woken) noexcept;
+
+/// `co_await park` suspends the task in a park_queue until it is woken. Throws
+/// `cancelled_error` if the task is cancelled (calling `abandon` first, so the primitive can
+/// pass a wake-up on), `orphaned_cancel` if the primitive died.
+class park_awaiter : public park_node {
+public:
+    park_awaiter(park_queue& q, void* owner, abandon_fn abandon, bool front = false) noexcept
+        : m_queue(&q), m_owner(owner), m_abandon(abandon), m_front(front) {
+        task_waiter::cancel = &on_cancel;
+    }
+    /// Only before it is awaited (awaitables are moved into tasks by create_task).
+    park_awaiter(park_awaiter&& o) noexcept : park_awaiter(*o.m_queue, o.m_owner, o.m_abandon, o.m_front) {}
+    park_awaiter(const park_awaiter&) = delete;
+    park_awaiter& operator=(const park_awaiter&) = delete;
+    park_awaiter& operator=(park_awaiter&&) = delete;
+
+    /// The frame dies while parked (its loop closes): leave, passing on a wake-up received.
+    ~park_awaiter() {
+        if (!list) return;
+        const bool was_woken = list == &m_queue->woken;
+        list->remove(this);
+        if (was_woken && m_abandon) m_abandon(m_owner, true);
+    }
+
+    bool await_ready() const noexcept { return false; }
+
+    void await_suspend(std::coroutine_handle<> h) {
+        task_core& t = require_current_task();
+        m_queue->check_loop(t);
+        task = &t;
+        if (m_front) m_queue->waiting.push_front(this);
+        else m_queue->waiting.push_back(this);
+        t.suspend_on(h, this);
+    }
+
+    void await_resume() {
+        // Here the node is in `woken` (woken normally, perhaps cancelled since) or in no list
+        // (cancelled while waiting, or orphaned).
+        bool was_woken = false;
+        if (list) {
+            was_woken = true;
+            list->remove(this);
+        }
+        try {
+            task->throw_if_cancel_delivered();
+        } catch (const cancelled_error& e) {
+            if (orphaned) throw orphaned_cancel(e.message());
+            if (m_abandon) m_abandon(m_owner, was_woken);
+            throw;
+        }
+        if (orphaned) throw orphaned_cancel(orphaned_message); // (its cancellation was not delivered)
+    }
+
+private:
+    static bool on_cancel(task_waiter* w, const std::string& msg) {
+        auto* self = static_cast<park_awaiter*>(w);
+        self->task->wake_cancelled(msg); // first: it may throw, and then nothing has changed
+        if (self->list) self->list->remove(self);
+        return true;
+    }
+
+    park_queue* m_queue;
+    void* m_owner;
+    abandon_fn m_abandon;
+    bool m_front;
+};
+
+template <bool WithGuard>
+class lock_awaiter;
+class semaphore_awaiter;
+class event_awaiter;
+
+} // namespace detail
+
+// --- guard ------------------------------------------------------------------------------------
+
+namespace detail {
+
+class guard_list;
+
+/// A guard's link in the list of guards of its primitive (so the primitive's destructor can
+/// disarm the guards that outlive it).
+struct guard_link {
+    guard_link* prev = nullptr;
+    guard_link* next = nullptr;
+    guard_list* list = nullptr; ///< null: holds nothing
+};
+
+/// The live guards of a primitive. Destroying it disarms them: they will not release.
+class guard_list {
+public:
+    guard_list() noexcept = default;
+    guard_list(const guard_list&) = delete;
+    guard_list& operator=(const guard_list&) = delete;
+    ~guard_list() {
+        while (guard_link* g = m_head) remove(g);
+    }
+    void push(guard_link* g) noexcept {
+        g->list = this;
+        g->prev = nullptr;
+        g->next = m_head;
+        if (m_head) m_head->prev = g;
+        m_head = g;
+    }
+    void remove(guard_link* g) noexcept {
+        if (g->list != this) return;
+        (g->prev ? g->prev->next : m_head) = g->next;
+        if (g->next) g->next->prev = g->prev;
+        g->prev = g->next = nullptr;
+        g->list = nullptr;
+    }
+    /// `to` takes the place of `from` (a guard moved).
+    void replace(guard_link* from, guard_link* to) noexcept {
+        to->list = this;
+        to->prev = from->prev;
+        to->next = from->next;
+        (from->prev ? from->prev->next : m_head) = to;
+        if (from->next) from->next->prev = to;
+        from->prev = from->next = nullptr;
+        from->list = nullptr;
+    }
+
+private:
+    guard_link* m_head = nullptr;
+};
+
+} // namespace detail
+
+/// What `co_await lk.acquire()` (and `semaphore::acquire`, `condition::acquire`) gives: holds
+/// the acquisition and releases it when destroyed (`async with lock:` in asyncio).
+///
+/// Movable (to hand the lock to another scope or task), not copyable. `release()` (or its alias
+/// `unlock()`) releases early; the destructor then does nothing. An exception thrown by the
+/// release in the destructor (the primitive was released by hand meanwhile) goes to the running
+/// loop's exception handler instead of terminating. If the primitive is destroyed first, the
+/// guard holds nothing from then on (see "Lifetime" in corio/locks.hpp).
+template <class M>
+class [[nodiscard]] guard : private detail::guard_link {
+public:
+    /// A guard that holds nothing.
+    guard() noexcept = default;
+    /// Adopts an acquisition of `m` already made: the guard will release it.
+    explicit guard(M& m) noexcept : m_held(&m) { m.m_guards.push(this); }
+    /// Takes over the acquisition `o` holds; `o` holds nothing afterwards.
+    guard(guard&& o) noexcept { take(o); }
+    /// Releases what this guard holds, then takes over the acquisition `o` holds.
+    guard& operator=(guard&& o) noexcept {
+        if (this != &o) {
+            release_quietly();
+            take(o);
+        }
+        return *this;
+    }
+    guard(const guard&) = delete;
+    guard& operator=(const guard&) = delete;
+    /// Releases the acquisition if it still holds one.
+    ~guard() { release_quietly(); }
+
+    /// Releases the acquisition now. Throws `std::logic_error` if the guard holds nothing
+    /// (released already, moved from), and whatever the primitive's `release()` throws.
+    void release() {
+        M* m = detach();
+        if (!m) throw std::logic_error("corio: the guard holds nothing (released or moved from)");
+        m->release();
+    }
+    /// Same as release() (the name std::unique_lock uses).
+    void unlock() { release(); }
+
+    /// True while it holds an acquisition.
+    bool owns_lock() const noexcept { return list != nullptr; }
+    /// Same as owns_lock().
+    explicit operator bool() const noexcept { return list != nullptr; }
+
+private:
+    void take(guard& o) noexcept {
+        if (o.list) {
+            o.list->replace(&o, this);
+            m_held = std::exchange(o.m_held, nullptr);
+        }
+    }
+    M* detach() noexcept {
+        if (!list) return nullptr; // released, moved from, or the primitive is gone
+        list->remove(this);
+        return std::exchange(m_held, nullptr);
+    }
+    void release_quietly() noexcept {
+        if (M* m = detach()) {
+            try {
+                m->release();
+            } catch (...) {
+                detail::loop_ops::report(event_loop::running(),
+                                         {"Exception in corio::guard release", std::current_exception(), {}});
+            }
+        }
+    }
+
+    M* m_held = nullptr;
+};
+
+// --- lock -------------------------------------------------------------------------------------
+
+/// asyncio's `Lock`: a mutual-exclusion lock for tasks. Not owned by a task: any task may
+/// release it, as in asyncio. FIFO-fair.
+class lock {
+public:
+    /// An unlocked lock.
+    lock() noexcept = default;
+    lock(const lock&) = delete;
+    lock& operator=(const lock&) = delete;
+
+    /// `auto g = co_await lk.acquire();` takes the lock, waiting while it is held (or while
+    /// earlier waiters are in line), and gives a `guard<lock>` that releases it. Does not
+    /// suspend if the lock is free and nobody waits. Cancellation: `cancelled_error` at the
+    /// `co_await`, without the lock; if the lock had just been handed to this task, it goes to
+    /// the next waiter. Keep the guard: `co_await lk.acquire();` alone releases the lock at
+    /// once (where asyncio code pairs `await lock.acquire()` with `lock.release()`, hold the
+    /// guard and call its `release()`).
+    [[nodiscard]] detail::lock_awaiter<true> acquire() noexcept;
+
+    /// True if the lock is held.
+    bool locked() const noexcept { return m_locked; }
+
+    /// Releases the lock and wakes the first waiter. Throws `std::logic_error("Lock is not
+    /// acquired.")` if it is not held (asyncio raises RuntimeError). Usually a `guard` calls it.
+    void release() {
+        if (!m_locked) throw std::logic_error("Lock is not acquired.");
+        m_locked = false;
+        wake_if_free();
+    }
+
+private:
+    template <bool>
+    friend class detail::lock_awaiter;
+    friend class guard<lock>;
+
+    bool free_now() const noexcept { return !m_locked && !m_waiters.has_waiters(); }
+    /// asyncio's _wake_up_first: if the lock is free and nobody is on the way to take it, wake
+    /// the first waiter (which takes the lock when it runs).
+    void wake_if_free() noexcept {
+        if (!m_locked && m_waiters.woken.empty()) m_waiters.wake_one();
+    }
+    static void on_abandon(void* self, bool) noexcept { static_cast<lock*>(self)->wake_if_free(); }
+
+    detail::park_queue m_waiters;
+    detail::guard_list m_guards;
+    bool m_locked = false;
+};
+
+namespace detail {
+
+/// `co_await lk.acquire()`; `WithGuard` false is the raw acquisition corio uses inside.
+template <bool WithGuard>
+class lock_awaiter {
+public:
+    explicit lock_awaiter(lock& l) noexcept : m_lock(&l), m_park(l.m_waiters, &l, &lock::on_abandon) {}
+    lock_awaiter(lock_awaiter&& o) noexcept : m_lock(o.m_lock), m_park(std::move(o.m_park)) {}
+
+    bool await_ready() const noexcept { return m_lock->free_now(); }
+    void await_suspend(std::coroutine_handle<> h) {
+        m_park.await_suspend(h);
+        m_parked = true;
+    }
+    auto await_resume() {
+        if (m_parked) m_park.await_resume(); // throws if cancelled (the lock passed on)
+        m_lock->m_locked = true;
+        if constexpr (WithGuard) return guard<lock>(*m_lock);
+    }
+
+private:
+    lock* m_lock;
+    park_awaiter m_park;
+    bool m_parked = false;
+};
+
+} // namespace detail
+
+inline detail::lock_awaiter<true> lock::acquire() noexcept { return detail::lock_awaiter<true>(*this); }
+
+// --- event ------------------------------------------------------------------------------------
+
+/// asyncio's `Event`: a flag tasks can wait for. `set()` wakes every waiter; waiters woken by
+/// it return even if `clear()` is called before they run.
+class event {
+public:
+    /// An event that is not set.
+    event() noexcept = default;
+    event(const event&) = delete;
+    event& operator=(const event&) = delete;
+
+    /// True if the flag is set.
+    bool is_set() const noexcept { return m_set; }
+    /// Sets the flag and wakes every task waiting for it.
+    void set() noexcept {
+        if (!m_set) {
+            m_set = true;
+            m_waiters.wake_all();
+        }
+    }
+    /// Clears the flag: later wait()s block until set() is called again.
+    void clear() noexcept { m_set = false; }
+
+    /// `co_await ev.wait()` returns `true` (as asyncio) at once if the flag is set, else when
+    /// set() is called. Cancellation: `cancelled_error` at the `co_await`.
+    [[nodiscard]] detail::event_awaiter wait() noexcept;
+
+private:
+    friend class detail::event_awaiter;
+    detail::park_queue m_waiters;
+    bool m_set = false;
+};
+
+namespace detail {
+
+class event_awaiter {
+public:
+    explicit event_awaiter(event& e) noexcept : m_event(&e), m_park(e.m_waiters, &e, nullptr) {}
+    event_awaiter(event_awaiter&& o) noexcept : m_event(o.m_event), m_park(std::move(o.m_park)) {}
+
+    bool await_ready() const noexcept { return m_event->m_set; }
+    void await_suspend(std::coroutine_handle<> h) {
+        m_park.await_suspend(h);
+        m_parked = true;
+    }
+    bool await_resume() {
+        if (m_parked) m_park.await_resume();
+        return true;
+    }
+
+private:
+    event* m_event;
+    park_awaiter m_park;
+    bool m_parked = false;
+};
+
+} // namespace detail
+
+inline detail::event_awaiter event::wait() noexcept { return detail::event_awaiter(*this); }
+
+// --- condition --------------------------------------------------------------------------------
+
+class barrier;
+
+/// asyncio's `Condition`: a lock (its own, or one given) plus notifications.
+///
+///     auto g = co_await cond.acquire();
+///     auto ready = [&] { return !items.empty(); };
+///     co_await cond.wait_for(ready);          // releases the lock while it waits
+///
+/// (Name a capturing lambda before the statement that awaits, see GCC PR 100611 in task.hpp.)
+class condition {
+public:
+    /// A condition with a lock of its own.
+    condition() noexcept : m_lock(&m_own_lock) {}
+    /// A condition on `lk`, which must outlive it (asyncio's `Condition(lock)`). A task waiting
+    /// when the condition is destroyed re-acquires `lk` before its wait ends (cancelled).
+    explicit condition(lock& lk) noexcept : m_lock(&lk) {}
+    condition(const condition&) = delete;
+    condition& operator=(const condition&) = delete;
+
+    /// Acquires the underlying lock: `auto g = co_await cond.acquire();` (see lock::acquire).
+    [[nodiscard]] detail::lock_awaiter<true> acquire() noexcept { return m_lock->acquire(); }
+    /// True if the underlying lock is held.
+    bool locked() const noexcept { return m_lock->locked(); }
+    /// Releases the underlying lock (see lock::release).
+    void release() { m_lock->release(); }
+
+    /// `co_await cond.wait()`: releases the lock, waits until notified, re-acquires the lock
+    /// and returns `true`. The caller must hold the lock: otherwise throws `std::logic_error`
+    /// ("cannot wait on un-acquired lock"; asyncio's RuntimeError). Cancellation: the lock is
+    /// re-acquired before `cancelled_error` leaves the `co_await` (as asyncio; further
+    /// cancellations while re-acquiring are absorbed until the lock is held, the last one is
+    /// thrown); a notification this wait had received is passed to another waiter.
+    task<bool> wait();
+
+    /// `co_await cond.wait_for(pred)`: while `pred()` is false, wait(). Returns the last value
+    /// of `pred()`. The caller must hold the lock (checked when it has to wait). Cancellation
+    /// as wait(). `pred` is moved into the coroutine.
+    template <class Predicate>
+    auto wait_for(Predicate pred) -> task<std::remove_cvref_t<std::invoke_result_t<Predicate&>>>;
+
+    /// Wakes up to `n` waiting tasks (the longest waiting first). The caller must hold the
+    /// lock: otherwise throws `std::logic_error` ("cannot notify on un-acquired lock").
+    void notify(std::size_t n = 1) {
+        if (!locked()) throw std::logic_error("cannot notify on un-acquired lock");
+        do_notify(n);
+    }
+    /// Wakes every waiting task. The caller must hold the lock (as notify).
+    void notify_all() { notify(std::numeric_limits<std::size_t>::max()); }
+
+private:
+    friend class barrier;
+
+    void do_notify(std::size_t n) noexcept {
+        for (std::size_t i = 0; i < n && m_waiters.wake_one(); ++i) {
+        }
+    }
+    /// A notified waiter that was cancelled before it ran passes its notification on.
+    static void on_abandon(void* self, bool was_woken) noexcept {
+        if (was_woken) static_cast<condition*>(self)->do_notify(1);
+    }
+
+    lock m_own_lock;
+    lock* m_lock;
+    detail::park_queue m_waiters;
+    detail::park_list m_reacquiring; ///< waits re-acquiring the lock (to see this die meanwhile)
+};
+
+inline task<bool> condition::wait() {
+    if (!m_lock->locked()) throw std::logic_error("cannot wait on un-acquired lock");
+    lock& lk = *m_lock;
+    const bool own_lock = &lk == &m_own_lock;
+    lk.release();
+    std::exception_ptr err;
+    bool notified = false;
+    detail::park_awaiter park(m_waiters, this, &condition::on_abandon);
+    try {
+        co_await park;
+        notified = true;
+    } catch (...) {
+        err = std::current_exception();
+    }
+    if (park.orphaned) {
+        // The condition was destroyed: touch nothing of it. Its own lock died with it; a lock
+        // of the caller's is re-acquired below, as the caller's guard expects.
+        if (own_lock) std::rethrow_exception(err);
+    } else {
+        m_reacquiring.push_back(&park);
+    }
+    // Re-acquire the lock whatever happened, as asyncio does; a cancellation meanwhile is kept
+    // and waited through.
+    for (;;) {
+        detail::lock_awaiter<false> reacquire(lk);
+        try {
+            co_await reacquire;
+            break;
+        } catch (const detail::orphaned_marker&) {
+            throw; // the lock is gone
+        } catch (const cancelled_error&) {
+            err = std::current_exception();
+        }
+    }
+    if (park.orphaned) detail::throw_orphaned(err); // the condition died meanwhile
+    m_reacquiring.remove(&park);
+    if (err) {
+        // A notification this wait received but will not act on goes to someone else.
+        if (notified) do_notify(1);
+        std::rethrow_exception(err);
+    }
+    co_return true;
+}
+
+template <class Predicate>
+auto condition::wait_for(Predicate pred) -> task<std::remove_cvref_t<std::invoke_result_t<Predicate&>>> {
+    auto result = pred();
+    while (!result) {
+        co_await wait();
+        result = pred();
+    }
+    co_return result;
+}
+
+// --- semaphore --------------------------------------------------------------------------------
+
+/// asyncio's `Semaphore`: a counter of available units; `acquire()` takes one, waiting while
+/// none is left; `release()` gives one back. FIFO-fair (asyncio 3.12 semantics).
+class semaphore {
+public:
+    /// A semaphore with `value` units. Throws `std::invalid_argument` (a `std::logic_error`) if
+    /// `value` is negative (asyncio's ValueError).
+    explicit semaphore(int value = 1) : semaphore(value, false) {}
+    semaphore(const semaphore&) = delete;
+    semaphore& operator=(const semaphore&) = delete;
+
+    /// `auto g = co_await sem.acquire();` takes a unit, waiting while none is free or earlier
+    /// waiters are in line; the `guard<semaphore>` gives it back. Cancellation:
+    /// `cancelled_error` at the `co_await`, without a unit; a unit just handed to this task goes
+    /// to the next waiter.
+    [[nodiscard]] detail::semaphore_awaiter acquire() noexcept;
+
+    /// True if acquire() would wait: no unit is free, or tasks wait already.
+    bool locked() const noexcept { return m_value == 0 || m_waiters.has_waiters(); }
+
+    /// Gives a unit back and wakes the first waiter. For a bounded_semaphore, throws
+    /// `std::logic_error` ("BoundedSemaphore released too many times") if that would exceed its
+    /// initial value.
+    void release() {
+        if (m_bounded && m_value >= m_bound)
+            throw std::logic_error("BoundedSemaphore released too many times");
+        ++m_value;
+        wake_next();
+    }
+
+protected:
+    /// A semaphore with `value` units that, if `bounded`, cannot be released above `value`.
+    semaphore(int value, bool bounded) : m_value(value), m_bound(value), m_bounded(bounded) {
+        if (value < 0) throw std::invalid_argument("Semaphore initial value must be >= 0");
+    }
+
+private:
+    friend class detail::semaphore_awaiter;
+    friend class guard<semaphore>;
+
+    /// Hands a unit to the first waiter (asyncio's _wake_up_next).
+    bool wake_next() noexcept {
+        if (m_waiters.waiting.empty()) return false;
+        --m_value;
+        m_waiters.wake_one();
+        return true;
+    }
+    void wake_while_free() noexcept {
+        while (m_value > 0 && wake_next()) {
+        }
+    }
+    /// A waiter gives up: a unit it was handed comes back, and goes to whoever is next.
+    static void on_abandon(void* self, bool was_woken) noexcept {
+        auto* s = static_cast<semaphore*>(self);
+        if (was_woken) ++s->m_value;
+        s->wake_while_free();
+    }
+
+    detail::park_queue m_waiters;
+    detail::guard_list m_guards;
+    int m_value;
+    int m_bound;
+    bool m_bounded;
+};
+
+/// asyncio's `BoundedSemaphore`: a semaphore whose `release()` throws `std::logic_error` if it
+/// would raise the count above the initial value (asyncio's ValueError).
+class bounded_semaphore : public semaphore {
+public:
+    /// A bounded semaphore with `value` units (`std::invalid_argument` if negative).
+    explicit bounded_semaphore(int value = 1) : semaphore(value, true) {}
+};
+
+namespace detail {
+
+class semaphore_awaiter {
+public:
+    explicit semaphore_awaiter(semaphore& s) noexcept
+        : m_sem(&s), m_park(s.m_waiters, &s, &semaphore::on_abandon) {}
+    semaphore_awaiter(semaphore_awaiter&& o) noexcept : m_sem(o.m_sem), m_park(std::move(o.m_park)) {}
+
+    bool await_ready() const noexcept { return !m_sem->locked(); }
+    void await_suspend(std::coroutine_handle<> h) {
+        m_park.await_suspend(h);
+        m_parked = true;
+    }
+    guard<semaphore> await_resume() {
+        if (!m_parked) {
+            --m_sem->m_value;
+        } else {
+            m_park.await_resume(); // the unit was taken for us when we were woken
+            // Newcomers may have queued behind us while units were free: wake as many as fit.
+            m_sem->wake_while_free();
+        }
+        return guard<semaphore>(*m_sem);
+    }
+
+private:
+    semaphore* m_sem;
+    park_awaiter m_park;
+    bool m_parked = false;
+};
+
+} // namespace detail
+
+inline detail::semaphore_awaiter semaphore::acquire() noexcept { return detail::semaphore_awaiter(*this); }
+
+// --- barrier ----------------------------------------------------------------------------------
+
+/// asyncio's `BrokenBarrierError`: thrown by `barrier::wait()` when the barrier is aborted, or
+/// reset while the task waits.
+class broken_barrier_error : public std::runtime_error {
+public:
+    /// `what` is asyncio's message ("Barrier aborted", "Abort or reset of barrier").
+    explicit broken_barrier_error(const std::string& what = "Barrier aborted") : std::runtime_error(what) {}
+};
+
+/// asyncio's `Barrier` (3.11): `parties` tasks wait for each other; when the last arrives all
+/// are released, and the barrier can be used again (a new round starts once every task of the
+/// previous round has left).
+class barrier {
+public:
+    /// A barrier for `parties` tasks. Throws `std::invalid_argument` if `parties` is 0
+    /// (asyncio's ValueError "parties must be > 0").
+    explicit barrier(std::size_t parties) : m_parties(parties) {
+        if (parties == 0) throw std::invalid_argument("parties must be > 0");
+    }
+    barrier(const barrier&) = delete;
+    barrier& operator=(const barrier&) = delete;
+
+    /// `std::size_t i = co_await b.wait();` waits until `parties()` tasks wait, then returns
+    /// this task's arrival index in the round (0 for the first, `parties() - 1` for the one
+    /// that released the others). Throws `broken_barrier_error` if the barrier is broken
+    /// (aborted), or is aborted or reset while this task waits. A task arriving while the
+    /// previous round drains or resets waits for that to end first. Cancellation:
+    /// `cancelled_error` at the `co_await`; the task leaves the round (the others keep waiting
+    /// for a full count, the barrier is not broken: asyncio's behaviour).
+    task<std::size_t> wait();
+
+    /// Returns the barrier to its initial state: tasks waiting in the round get
+    /// `broken_barrier_error`; a broken barrier works again. Unlike asyncio's (a coroutine that
+    /// takes the barrier's lock), it acts at once: on one loop there is nothing to wait for.
+    void reset() noexcept {
+        if (m_count > 0) m_state = state::resetting;
+        else m_state = state::filling;
+        m_cond.do_notify(std::numeric_limits<std::size_t>::max());
+    }
+
+    /// Breaks the barrier: waiting and later wait()s throw `broken_barrier_error` until
+    /// reset(). Acts at once (asyncio's is a coroutine, see reset()).
+    void abort() noexcept {
+        m_state = state::broken;
+        m_cond.do_notify(std::numeric_limits<std::size_t>::max());
+    }
+
+    /// How many tasks it takes to pass the barrier.
+    std::size_t parties() const noexcept { return m_parties; }
+    /// How many tasks wait in the current round (0 while draining or resetting).
+    std::size_t n_waiting() const noexcept { return m_state == state::filling ? m_count : 0; }
+    /// True if the barrier is broken (aborted and not reset).
+    bool broken() const noexcept { return m_state == state::broken; }
+
+private:
+    enum class state { filling, draining, resetting, broken };
+
+    /// Waits while the previous round drains or resets; throws if broken.
+    task<> block() {
+        auto passable = [this] { return m_state != state::draining && m_state != state::resetting; };
+        co_await m_cond.wait_for(passable);
+        if (m_state == state::broken) throw broken_barrier_error("Barrier aborted");
+    }
+    /// Waits in the round until it is released; throws if aborted or reset meanwhile.
+    task<> wait_released() {
+        auto released = [this] { return m_state != state::filling; };
+        co_await m_cond.wait_for(released);
+        if (m_state == state::broken || m_state == state::resetting)
+            throw broken_barrier_error("Abort or reset of barrier");
+    }
+    /// The last task of the round has left: the next round may start.
+    void exit() noexcept {
+        if (m_count == 0) {
+            if (m_state == state::resetting || m_state == state::draining) m_state = state::filling;
+            m_cond.do_notify(std::numeric_limits<std::size_t>::max());
+        }
+    }
+
+    condition m_cond; // on its own lock: a barrier destroyed while tasks wait is left alone by them
+    std::size_t m_parties;
+    state m_state = state::filling;
+    std::size_t m_count = 0;
+};
+
+inline task<std::size_t> barrier::wait() {
+    {
+        detail::lock_awaiter<false> enter(m_cond.m_own_lock);
+        co_await enter; // on error nothing is held yet
+    }
+    std::exception_ptr err;
+    std::size_t index = 0;
+    bool counted = false;
+    try {
+        co_await block();
+        index = m_count++;
+        counted = true;
+        if (index + 1 == m_parties) {
+            m_state = state::draining; // release the round
+            m_cond.do_notify(std::numeric_limits<std::size_t>::max());
+        } else {
+            co_await wait_released();
+        }
+    } catch (const detail::orphaned_marker&) {
+        throw; // the barrier was destroyed: touch nothing
+    } catch (...) {
+        err = std::current_exception();
+    }
+    // Here the lock is held again (condition::wait re-acquires it even when cancelled).
+    if (counted) {
+        --m_count;
+        exit();
+    }
+    m_cond.m_own_lock.release();
+    if (err) std::rethrow_exception(err);
+    co_return index;
+}
+
+} // namespace corio
+// ---- end corio/locks.hpp ----
+// ---- begin corio/pool_executor.hpp (included from corio/corio.hpp) ----
+/// \file corio/pool_executor.hpp
+/// `corio::async_pool_executor<T>`: the AsyncPoolExecutor of the port-scanner article ("Concurrency
+/// in Python: Asyncio"), a ThreadPoolExecutor for coroutines that never runs more than
+/// `max_executions` of them at once.
+///
+///     corio::async_pool_executor<result> runner(250);     // runner = AsyncPoolExecutor(250)
+///     for (auto& ip : devices)                            // for ip in devices:
+///         for (auto& service : services)                  //     for service in services:
+///             runner.add(check_a_port(ip, service));      //         runner.add(check_a_port(ip, service))
+///     auto done = runner.as_completed();                  // async for task in runner.as_completed():
+///     while (auto f = co_await done.next()) {
+///         auto [ip, service, err] = f->result();          //     ip, service, err = task.result()
+///         ...
+///     }
+///
+/// `add()` only queues: a `task<T>` is lazy, so a queued item is its coroutine frame and nothing
+/// more (a callable is wrapped in a lazy coroutine that calls it when the item starts). A million
+/// queued items cost a million frames and a pointer each, and none of them runs before
+/// `as_completed()` starts it.
+///
+/// `as_completed()` is an `async_generator<future<T>>`. Each `next()` starts queued items as
+/// tasks until `max_executions` run, waits until one finishes, and gives its future (done: a
+/// value, or the error the item threw, which `result()` rethrows). Items come out in the order
+/// they finished. A finished item keeps its slot until its future is handed out (so at most
+/// `max_executions` items are running or waiting to be handed out); then the slot goes to the
+/// next queued item at once, before the consumer has looked at the result.
+///
+/// Stopping early:
+/// - The consumer's task cancelled while `next()` waits: the running items are cancelled, the
+///   generator waits for them to finish, then `next()` throws the `cancelled_error`. Queued
+///   items are not started (they stay queued; a later `as_completed()` runs them).
+/// - The generator destroyed before the end (the consumer stopped reading): the running items
+///   are cancelled and finish on the loop by themselves. Queued items stay queued.
+///
+/// In both cases an item already handed to the loop whose first step had not run yet is not
+/// lost: it goes back to the front of the queue, unstarted. An item that finished with an error
+/// nobody saw (its future never handed out, or it failed while being cancelled) is reported as
+/// "Task exception was never retrieved" through the loop's exception handler, as for any task.
+
+
+
+namespace corio {
+
+template <class T>
+class async_pool_executor;
+
+namespace detail {
+
+template <class T>
+class pool_run;
+
+
+/// One running item: the task that runs it, and the node by which the task's completion reaches
+/// the run. Lives in a deque (stable address) for as long as the run, reused through a free list.
+template <class T>
+struct pool_slot : future_waiter {
+    pool_run<T>* run = nullptr;
+    task_handle<T> handle;     ///< the launcher task; empty while the slot is free
+    task<T> item;              ///< the item, until the launcher's first step takes it
+    std::uint64_t seq = 0;     ///< the order in which items left the queue
+    pool_slot* link = nullptr; ///< next in the run's done list or free list
+};
+
+/// The task that runs one item. The item stays in its slot until this task's first step takes
+/// it: a launcher cancelled before that step never runs (asyncio: a task cancelled before it
+/// starts never starts), and its item, never started, goes back to the queue.
+template <class T>
+task<T> pool_launch(task<T>* slot_item) {
+    task<T> item = std::move(*slot_item);
+    if constexpr (std::is_void_v<T>) {
+        co_await std::move(item);
+    } else {
+        co_return co_await std::move(item);
+    }
+}
+
+/// The state of one `as_completed()` run, a local of the generator's frame: the running items,
+/// those finished and not handed out yet (in the order they finished), and the generator's
+/// task while it waits. Nothing here allocates when an item finishes.
+template <class T>
+class pool_run {
+public:
+    pool_run(std::deque<task<T>>& queue, std::size_t max, bool& active)
+        : m_queue(queue), m_max(max), m_active(active) {
+        if (m_active)
+            throw invalid_state_error(
+                "corio: async_pool_executor::as_completed() is already running");
+        m_active = true;
+    }
+    pool_run(const pool_run&) = delete;
+    pool_run& operator=(const pool_run&) = delete;
+
+    /// Cancels what still runs (it finishes on the loop by itself), puts the items that never
+    /// started back at the front of the queue, in their order, and drops the rest.
+    ~pool_run() {
+        for (pool_slot<T>& s : m_slots) {
+            if (!s.handle) continue;
+            s.handle.core()->remove_waiter(&s);
+            try {
+                s.handle.cancel(); // a launcher that has not run yet never will
+            } catch (...) {        // only on a closed loop, where every task is done already
+            }
+        }
+        requeue_unstarted();
+        m_active = false;
+    }
+
+    /// Starts queued items while fewer than the maximum are running or waiting to be handed out.
+    void fill() {
+        while (!m_queue.empty() && m_occupied < m_max) {
+            if (!m_free) { // a new slot, on the free list before anything can throw
+                pool_slot<T>& fresh = m_slots.emplace_back();
+                fresh.run = this;
+                fresh.on_done = &on_item_done;
+                m_free = &fresh;
+            }
+            pool_slot<T>* s = m_free;
+            s->item = std::move(m_queue.front());
+            m_queue.pop_front();
+            task_handle<T> h;
+            try {
+                h = corio::create_task(pool_launch(&s->item));
+            } catch (...) {
+                m_queue.push_front(std::move(s->item));
+                throw;
+            }
+            m_free = s->link;
+            s->link = nullptr;
+            s->seq = m_next_seq++;
+            s->handle = std::move(h);
+            ++m_occupied;
+            ++m_running;
+            s->handle.core()->add_waiter(s);
+        }
+    }
+
+    /// True when nothing runs and nothing waits to be handed out.
+    bool empty() const noexcept { return m_occupied == 0; }
+    bool has_done() const noexcept { return m_done_head != nullptr; }
+    std::size_t running() const noexcept { return m_running; }
+
+    /// The next finished item, in the order they finished; frees its slot.
+    future<T> pop_done() noexcept {
+        pool_slot<T>* s = m_done_head;
+        m_done_head = s->link;
+        if (!m_done_head) m_done_tail = nullptr;
+        future<T> f(std::move(s->handle)); // leaves the slot's handle empty
+        s->link = m_free;
+        m_free = s;
+        --m_occupied;
+        return f;
+    }
+
+    /// Cancels every running item.
+    void cancel_running() noexcept {
+        for (pool_slot<T>& s : m_slots) {
+            if (!s.handle || s.handle.done()) continue;
+            try {
+                s.handle.cancel();
+            } catch (...) {
+            }
+        }
+    }
+
+    /// Suspends the generator's task until an item finishes (`until_idle`: until none runs).
+    class wait_awaiter : public task_waiter {
+    public:
+        wait_awaiter(pool_run& run, bool until_idle) noexcept : m_run(run), m_until_idle(until_idle) {
+            task_waiter::cancel = &on_cancel;
+        }
+        wait_awaiter(const wait_awaiter&) = delete;
+        wait_awaiter& operator=(const wait_awaiter&) = delete;
+        ~wait_awaiter() {
+            if (m_run.m_waiter == this) m_run.m_waiter = nullptr;
+        }
+        bool await_ready() const noexcept { return m_run.satisfied(m_until_idle); }
+        void await_suspend(std::coroutine_handle<> h) {
+            task_core& t = require_current_task();
+            m_task = &t;
+            m_run.m_waiter = this;
+            t.suspend_on(h, this);
+        }
+        void await_resume() {
+            if (m_task) m_task->throw_if_cancel_delivered();
+        }
+
+    private:
+        friend class pool_run;
+        static bool on_cancel(task_waiter* w, const std::string& msg) {
+            auto* self = static_cast<wait_awaiter*>(w);
+            self->m_run.m_waiter = nullptr;
+            self->m_task->wake_cancelled(msg);
+            return true;
+        }
+        pool_run& m_run;
+        bool m_until_idle;
+        task_core* m_task = nullptr;
+    };
+
+    wait_awaiter wait_for_one() noexcept { return wait_awaiter(*this, false); }
+    wait_awaiter wait_for_all() noexcept { return wait_awaiter(*this, true); }
+
+private:
+    bool satisfied(bool until_idle) const noexcept {
+        return until_idle ? m_running == 0 : has_done();
+    }
+
+    /// Items whose launcher never ran go back to the front of the queue, oldest first.
+    void requeue_unstarted() noexcept {
+        try {
+            std::vector<pool_slot<T>*> back;
+            for (pool_slot<T>& s : m_slots)
+                if (s.item) back.push_back(&s);
+            std::sort(back.begin(), back.end(),
+                      [](const pool_slot<T>* a, const pool_slot<T>* b) { return a->seq > b->seq; });
+            for (pool_slot<T>* s : back) m_queue.push_front(std::move(s->item));
+        } catch (...) { // out of memory: those items are dropped unstarted
+        }
+    }
+
+    /// The future's waiter node fired: called inside the item's completion (in its task's step),
+    /// after the node left the future's list.
+    static void on_item_done(future_waiter* w) noexcept {
+        auto* s = static_cast<pool_slot<T>*>(w);
+        pool_run& r = *s->run;
+        --r.m_running;
+        s->link = nullptr;
+        if (r.m_done_tail) r.m_done_tail->link = s;
+        else r.m_done_head = s;
+        r.m_done_tail = s;
+        if (r.m_waiter && r.satisfied(r.m_waiter->m_until_idle))
+            std::exchange(r.m_waiter, nullptr)->m_task->wake();
+    }
+
+    std::deque<task<T>>& m_queue;
+    std::size_t m_max;
+    bool& m_active;
+    std::deque<pool_slot<T>> m_slots; // grows up to m_max, never shrinks during the run
+    pool_slot<T>* m_free = nullptr;
+    pool_slot<T>* m_done_head = nullptr;
+    pool_slot<T>* m_done_tail = nullptr;
+    std::size_t m_occupied = 0; ///< slots holding an item, running or done
+    std::size_t m_running = 0;  ///< of those, the ones not done
+    std::uint64_t m_next_seq = 0;
+    wait_awaiter* m_waiter = nullptr;
+};
+
+} // namespace detail
+
+/// asyncio has no task pool; the port-scanner article writes one, AsyncPoolExecutor, and this is
+/// it. See the file comment of corio/pool_executor.hpp.
+///
+/// `T` is the items' result type (`void` allowed). The executor must outlive the generators
+/// `as_completed()` returns. A loop-thread object; not copyable or movable (a running
+/// `as_completed()` refers to it).
+template <class T>
+class async_pool_executor {
+public:
+    /// The items' result type.
+    using value_type = T;
+
+    /// An executor that runs at most `max_executions` items at once. Throws
+    /// `std::invalid_argument` if `max_executions` is 0.
+    explicit async_pool_executor(std::size_t max_executions) : m_max(max_executions) {
+        if (max_executions == 0)
+            throw std::invalid_argument("corio: async_pool_executor needs max_executions > 0");
+    }
+    async_pool_executor(const async_pool_executor&) = delete;
+    async_pool_executor& operator=(const async_pool_executor&) = delete;
+
+    /// Destroys the queued items without running them.
+    ~async_pool_executor() = default;
+
+    /// Queues `aw` without starting it: a `task<T>` (moved in; it is lazy), a callable
+    /// returning an awaitable of `T` (moved into a lazy coroutine that calls it when the item
+    /// starts), or another awaitable of `T` (e.g. a future). May be called while
+    /// `as_completed()` runs: the item is started when a slot is free. Throws what allocating
+    /// the queue entry (or the wrapper coroutine) throws.
+    template <class Aw>
+    void add(Aw&& aw) {
+        auto t = detail::as_task(std::forward<Aw>(aw));
+        static_assert(std::is_same_v<typename decltype(t)::value_type, T>,
+                      "corio: the item's result type must be the executor's T");
+        m_queue.push_back(std::move(t));
+    }
+
+    /// The article's `as_completed()`: an `async_generator<future<T>>` whose `next()` gives the
+    /// future of each item as it finishes (see the file comment), keeping at most
+    /// `max_executions()` running; `std::nullopt` once the queue is empty and every item has
+    /// been handed out. An item's error is in its future, not thrown by `next()`.
+    ///
+    /// Cancellation of the consumer's task while `next()` waits: the running items are
+    /// cancelled and waited for, then `next()` throws `cancelled_error`. Throws (from the first
+    /// `next()`) `invalid_state_error` if another `as_completed()` of this executor is running.
+    async_generator<future<T>> as_completed() {
+        detail::pool_run<T> run(m_queue, m_max, m_active);
+        for (;;) {
+            run.fill();
+            if (run.empty()) co_return; // and the queue is empty: fill() would have started one
+            if (!run.has_done()) {
+                std::exception_ptr cancelled;
+                try {
+                    co_await run.wait_for_one();
+                } catch (const cancelled_error&) {
+                    cancelled = std::current_exception();
+                }
+                if (cancelled) {
+                    run.cancel_running();
+                    while (run.running() > 0) {
+                        try {
+                            co_await run.wait_for_all();
+                        } catch (const cancelled_error&) { // already cancelling: keep waiting
+                        }
+                    }
+                    std::rethrow_exception(cancelled);
+                }
+            }
+            while (run.has_done()) {
+                future<T> f = run.pop_done();
+                run.fill(); // the freed slot goes to the next item before this one is handed out
+                co_yield std::move(f);
+            }
+        }
+    }
+
+    /// The most items that run at once.
+    std::size_t max_executions() const noexcept { return m_max; }
+    /// How many items are queued and not started.
+    std::size_t size() const noexcept { return m_queue.size(); }
+
+private:
+    std::size_t m_max;
+    std::deque<task<T>> m_queue;
+    bool m_active = false;
+};
+
+} // namespace corio
+// ---- end corio/pool_executor.hpp ----
+// ---- begin corio/queue.hpp (included from corio/corio.hpp) ----
+/// \file corio/queue.hpp
+/// asyncio's queues: `corio::queue<T>` (FIFO), `corio::priority_queue<T>` (smallest first) and
+/// `corio::lifo_queue<T>` (last in, first out), for tasks of one loop.
+///
+///     corio::queue<int> q(10);                // asyncio.Queue(maxsize=10)
+///     co_await q.put(1);                      // await q.put(1): waits while the queue is full
+///     int v = co_await q.get();               // await q.get(): waits while it is empty
+///     q.task_done();
+///     co_await q.join();                      // until every item put was task_done()
+///
+/// ## Fairness and cancellation
+/// Tasks waiting in `get()` are served in the order they started waiting, and so are tasks
+/// waiting in `put()`; a task that arrives while others wait queues behind them even if an
+/// item (a slot) is there for the one just woken (asyncio lets the newcomer take it and sends
+/// the woken getter to the back of the line). `get_nowait()`/`put_nowait()` never wait and
+/// take what is there, as asyncio's do; a waiter they overtake that way waits again at the head
+/// of the line. Cancelling a waiting task throws `cancelled_error` at its `co_await` and loses
+/// nothing: a getter woken for an item and cancelled before it ran leaves the item to the next
+/// getter; a putter that is cancelled does not enqueue its item (the item is destroyed with the
+/// awaiter) and a free slot it had been woken for goes to the next putter.
+///
+/// ## Shutdown (Python 3.13)
+/// After `shutdown()`, `put()`/`put_nowait()` throw `queue_shutdown`, and so do `get()` and
+/// `get_nowait()` once the queue is empty; every blocked putter and getter is woken (getters
+/// take what is left, then throw). `shutdown(true)` also drains the queue, counting each
+/// discarded item as done for `join()`.
+///
+/// ## Allocation
+/// `get()`/`put()` that complete at once allocate nothing; one that has to wait runs a small
+/// coroutine (one allocation) whose waiter node lives in its frame.
+///
+/// ## Lifetime
+/// As for the primitives of corio/locks.hpp: a queue destroyed while tasks wait on it (local to
+/// a `main` that returned) ends their waits with `cancelled_error`, and they never touch it
+/// again; the items it holds are destroyed with it.
+
+
+
+namespace corio {
+
+template <class T, class Storage>
+class basic_queue;
+
+namespace detail {
+
+/// asyncio.Queue's deque.
+template <class T>
+class fifo_storage {
+public:
+    void push(T&& v) { m_items.push_back(std::move(v)); }
+    T pop() {
+        T v = std::move(m_items.front());
+        m_items.pop_front();
+        return v;
+    }
+    std::size_t size() const noexcept { return m_items.size(); }
+    bool empty() const noexcept { return m_items.empty(); }
+    void clear() noexcept { m_items.clear(); }
+
+private:
+    std::deque<T> m_items;
+};
+
+/// asyncio.LifoQueue's list.
+template <class T>
+class lifo_storage {
+public:
+    void push(T&& v) { m_items.push_back(std::move(v)); }
+    T pop() {
+        T v = std::move(m_items.back());
+        m_items.pop_back();
+        return v;
+    }
+    std::size_t size() const noexcept { return m_items.size(); }
+    bool empty() const noexcept { return m_items.empty(); }
+    void clear() noexcept { m_items.clear(); }
+
+private:
+    std::vector<T> m_items;
+};
+
+/// asyncio.PriorityQueue's heapq: the smallest item (by `Compare`) comes out first.
+template <class T, class Compare>
+class heap_storage {
+public:
+    explicit heap_storage(Compare comp = Compare()) : m_comp(std::move(comp)) {}
+    void push(T&& v) {
+        m_items.push_back(std::move(v));
+        std::push_heap(m_items.begin(), m_items.end(), greater());
+    }
+    T pop() {
+        std::pop_heap(m_items.begin(), m_items.end(), greater());
+        T v = std::move(m_items.back());
+        m_items.pop_back();
+        return v;
+    }
+    std::size_t size() const noexcept { return m_items.size(); }
+    bool empty() const noexcept { return m_items.empty(); }
+    void clear() noexcept { m_items.clear(); }
+
+private:
+    /// std::*_heap keep the greatest element on top; reversing the order keeps the smallest.
+    auto greater() {
+        return [this](const T& a, const T& b) { return m_comp(b, a); };
+    }
+    std::vector<T> m_items;
+    Compare m_comp;
+};
+
+/// `co_await q.get()`: takes an item at once if one is there for it; otherwise runs the
+/// queue's waiting coroutine inline (trampolined like any awaited task).
+template <class Q>
+class queue_get_awaiter {
+public:
+    using value_type = typename Q::value_type;
+
+    explicit queue_get_awaiter(Q& q) noexcept : m_queue(&q) {}
+    queue_get_awaiter(queue_get_awaiter&&) noexcept = default; // before it is awaited
+
+    bool await_ready() const noexcept { return m_queue->get_ready(); }
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<> h) {
+        m_slow = m_queue->get_slow();
+        return m_slow.operator co_await().await_suspend(h);
+    }
+    value_type await_resume() {
+        if (m_slow) return m_slow.operator co_await().await_resume();
+        return m_queue->get_nowait();
+    }
+
+private:
+    Q* m_queue;
+    task<value_type> m_slow;
+};
+
+/// `co_await q.put(v)`: holds the item until it is enqueued (or the put fails or is cancelled,
+/// and the item dies with the awaiter).
+template <class Q>
+class queue_put_awaiter {
+public:
+    using value_type = typename Q::value_type;
+
+    queue_put_awaiter(Q& q, value_type item) : m_queue(&q), m_item(std::move(item)) {}
+    queue_put_awaiter(queue_put_awaiter&&) = default; // before it is awaited
+
+    bool await_ready() const noexcept { return m_queue->put_ready(); }
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<> h) {
+        m_slow = m_queue->put_slow(m_item);
+        return m_slow.operator co_await().await_suspend(h);
+    }
+    void await_resume() {
+        if (m_slow) m_slow.operator co_await().await_resume();
+        else m_queue->put_nowait(std::move(m_item));
+    }
+
+private:
+    Q* m_queue;
+    value_type m_item;
+    task<> m_slow;
+};
+
+/// `co_await q.join()`: the queue's "finished" event, without its `true`.
+class queue_join_awaiter : public event_awaiter {
+public:
+    using event_awaiter::event_awaiter;
+    void await_resume() { (void)event_awaiter::await_resume(); }
+};
+
+} // namespace detail
+
+/// What `queue`, `priority_queue` and `lifo_queue` share (asyncio's `Queue`, which the other
+/// two subclass); `Storage` decides the order items come out in. Use the three names.
+///
+/// Not copyable or movable (waiting tasks refer to it). `T` must be move-constructible.
+template <class T, class Storage>
+class basic_queue {
+public:
+    /// The item type.
+    using value_type = T;
+
+    /// A queue holding at most `maxsize` items; 0 (the default) means no limit.
+    explicit basic_queue(std::size_t maxsize = 0) : m_maxsize(maxsize) { m_finished.set(); }
+    /// As above, with the storage given (it holds a priority_queue's comparator).
+    basic_queue(std::size_t maxsize, Storage storage) : m_items(std::move(storage)), m_maxsize(maxsize) {
+        m_finished.set();
+    }
+    basic_queue(const basic_queue&) = delete;
+    basic_queue& operator=(const basic_queue&) = delete;
+
+    /// `co_await q.put(item)`: adds `item`, waiting while the queue is full (or earlier putters
+    /// wait). Throws `queue_shutdown` if the queue is shut down, or is shut down while this task
+    /// waits. Cancellation: `cancelled_error` at the `co_await`, and the item is not enqueued.
+    [[nodiscard]] detail::queue_put_awaiter<basic_queue> put(T item) {
+        return detail::queue_put_awaiter<basic_queue>(*this, std::move(item));
+    }
+
+    /// `T v = co_await q.get();` removes and returns an item, waiting while the queue is empty
+    /// (or earlier getters wait). Throws `queue_shutdown` if the queue is shut down and empty,
+    /// or becomes so while this task waits. Cancellation: `cancelled_error` at the `co_await`;
+    /// no item is taken (one this task had been woken for goes to the next getter).
+    [[nodiscard]] detail::queue_get_awaiter<basic_queue> get() noexcept {
+        return detail::queue_get_awaiter<basic_queue>(*this);
+    }
+
+    /// Adds `item` without waiting. Throws `queue_shutdown` if the queue is shut down,
+    /// `queue_full` if it is full.
+    void put_nowait(T item) {
+        if (m_shutdown) throw queue_shutdown();
+        if (full()) throw queue_full();
+        push(std::move(item));
+    }
+
+    /// Removes and returns an item without waiting. Throws `queue_shutdown` if the queue is
+    /// empty and shut down, `queue_empty` if it is empty.
+    T get_nowait() {
+        if (m_items.empty()) {
+            if (m_shutdown) throw queue_shutdown();
+            throw queue_empty();
+        }
+        return take();
+    }
+
+    /// Tells the queue that an item taken earlier has been processed: when every item put has
+    /// been, join() returns. Throws `std::logic_error` ("task_done() called too many times";
+    /// asyncio's ValueError) if called more times than items were put.
+    void task_done() {
+        if (m_unfinished == 0) throw std::logic_error("task_done() called too many times");
+        if (--m_unfinished == 0) m_finished.set();
+    }
+
+    /// `co_await q.join()` waits until every item put has been taken and task_done() was called
+    /// for it (at once if that is the case already). Cancellation: `cancelled_error` at the
+    /// `co_await`.
+    [[nodiscard]] detail::queue_join_awaiter join() noexcept { return detail::queue_join_awaiter(m_finished); }
+
+    /// The number of items in the queue.
+    std::size_t qsize() const noexcept { return m_items.size(); }
+    /// True if the queue holds no item.
+    bool empty() const noexcept { return m_items.empty(); }
+    /// True if the queue holds `maxsize()` items (never for an unbounded queue).
+    bool full() const noexcept { return m_maxsize > 0 && m_items.size() >= m_maxsize; }
+    /// The number of items allowed in the queue; 0 means no limit.
+    std::size_t maxsize() const noexcept { return m_maxsize; }
+
+    /// Shuts the queue down (Python 3.13): later puts throw `queue_shutdown`, gets throw it once
+    /// the queue is empty, and every task blocked in put() or get() is woken (and throws, unless
+    /// a getter finds an item left). With `immediate`, the queue is also drained: its items are
+    /// destroyed and each counts as task_done() for join() (which returns if nothing else is
+    /// unfinished). Calling it again is harmless (a later `immediate` still drains).
+    void shutdown(bool immediate = false) noexcept {
+        m_shutdown = true;
+        if (immediate) {
+            const std::size_t drained = m_items.size();
+            m_items.clear();
+            m_unfinished -= std::min(drained, m_unfinished);
+            if (m_unfinished == 0) m_finished.set();
+        }
+        m_getters.wake_all();
+        m_putters.wake_all();
+    }
+
+private:
+    template <class>
+    friend class detail::queue_get_awaiter;
+    template <class>
+    friend class detail::queue_put_awaiter;
+
+    void push(T&& item) {
+        m_items.push(std::move(item));
+        ++m_unfinished;
+        m_finished.clear();
+        wake_getters();
+    }
+    T take() {
+        T v = m_items.pop();
+        wake_putters();
+        return v;
+    }
+
+    // A woken waiter has a claim on an item (a slot) until it runs. Wake as many waiters as
+    // there are items (slots) nobody has a claim on.
+    void wake_getters() noexcept {
+        while (!m_getters.waiting.empty() && m_items.size() > m_getters.woken.size()) m_getters.wake_one();
+    }
+    void wake_putters() noexcept {
+        if (m_maxsize == 0) return;
+        while (!m_putters.waiting.empty() && m_items.size() + m_putters.woken.size() < m_maxsize)
+            m_putters.wake_one();
+    }
+    static void on_getter_abandon(void* self, bool) noexcept { static_cast<basic_queue*>(self)->wake_getters(); }
+    static void on_putter_abandon(void* self, bool) noexcept { static_cast<basic_queue*>(self)->wake_putters(); }
+
+    /// get() need not wait: shut down (take what is left or throw), or an item is there that no
+    /// earlier getter has a claim on.
+    bool get_ready() const noexcept {
+        return m_shutdown || (m_getters.waiting.empty() && m_items.size() > m_getters.woken.size());
+    }
+    bool put_ready() const noexcept {
+        return m_shutdown || m_maxsize == 0 ||
+               (m_putters.waiting.empty() && m_items.size() + m_putters.woken.size() < m_maxsize);
+    }
+
+    task<T> get_slow() {
+        bool front = false;
+        for (;;) {
+            detail::park_awaiter park(m_getters, this, &on_getter_abandon, front);
+            co_await park; // throws if cancelled (passing a wake-up on) or if the queue died
+            if (!m_items.empty()) co_return take();
+            if (m_shutdown) throw queue_shutdown();
+            front = true; // a get_nowait() took the item first: wait again, first in line
+        }
+    }
+
+    task<> put_slow(T& item) {
+        bool front = false;
+        for (;;) {
+            detail::park_awaiter park(m_putters, this, &on_putter_abandon, front);
+            co_await park;
+            if (m_shutdown) throw queue_shutdown();
+            if (!full()) {
+                push(std::move(item));
+                co_return;
+            }
+            front = true; // a put_nowait() took the slot first
+        }
+    }
+
+    Storage m_items;
+    std::size_t m_maxsize;
+    std::size_t m_unfinished = 0;
+    bool m_shutdown = false;
+    detail::park_queue m_getters;
+    detail::park_queue m_putters;
+    event m_finished; ///< set while nothing is unfinished (asyncio's _finished)
+};
+
+/// asyncio's `Queue`: first in, first out. See basic_queue for the members.
+template <class T>
+class queue : public basic_queue<T, detail::fifo_storage<T>> {
+public:
+    /// A queue holding at most `maxsize` items; 0 (the default) means no limit.
+    explicit queue(std::size_t maxsize = 0) : basic_queue<T, detail::fifo_storage<T>>(maxsize) {}
+};
+
+/// asyncio's `PriorityQueue`: the smallest item comes out first (as heapq orders them; items
+/// that compare equal come out in no particular order). `Compare` is a strict weak order, as
+/// for std::priority_queue, but the item it ranks lowest comes out first: with the default
+/// std::less that is the smallest. Entries are typically `std::pair{priority, data}`.
+template <class T, class Compare = std::less<T>>
+class priority_queue : public basic_queue<T, detail::heap_storage<T, Compare>> {
+public:
+    /// A queue holding at most `maxsize` items (0: no limit), ordered by `comp`.
+    explicit priority_queue(std::size_t maxsize = 0, Compare comp = Compare())
+        : basic_queue<T, detail::heap_storage<T, Compare>>(maxsize,
+                                                           detail::heap_storage<T, Compare>(std::move(comp))) {}
+};
+
+/// asyncio's `LifoQueue`: the item put last comes out first.
+template <class T>
+class lifo_queue : public basic_queue<T, detail::lifo_storage<T>> {
+public:
+    /// A queue holding at most `maxsize` items; 0 (the default) means no limit.
+    explicit lifo_queue(std::size_t maxsize = 0) : basic_queue<T, detail::lifo_storage<T>>(maxsize) {}
+};
+
+} // namespace corio
+// ---- end corio/queue.hpp ----
 // ---- begin corio/runners.hpp (included from corio/corio.hpp) ----
 /// \file corio/runners.hpp
 /// `corio::run(main())`: asyncio.run.
@@ -2878,107 +6028,335 @@ auto run(Aw&& main, run_options options = {}) {
 
 } // namespace corio
 // ---- end corio/runners.hpp ----
-// ---- begin corio/sleep.hpp (included from corio/corio.hpp) ----
-/// \file corio/sleep.hpp
-/// `co_await corio::sleep(duration)`: asyncio.sleep.
+// ---- begin corio/shield.hpp (included from corio/corio.hpp) ----
+/// \file corio/shield.hpp
+/// `co_await corio::shield(aw)`: asyncio.shield. Waits for `aw` like `co_await aw` would, except
+/// that cancelling the waiting task does not cancel `aw`:
 ///
-/// - `sleep(0s)` (or any duration <= 0) yields: the task goes to the back of the ready queue
-///   and resumes on the next loop iteration, after everything already scheduled.
-/// - A positive duration parks the task on a timer (no allocation: the timer node lives in the
-///   awaiting coroutine's frame).
-/// - Cancellation: the timer is removed at once and `cancelled_error` is thrown at the
-///   `co_await`.
-/// - `sleep(d, value)` gives `value` back when it wakes (asyncio's `result=`).
+///     auto save = corio::create_task(save_to_disk(doc));
+///     co_await corio::shield(save);     // a cancel() of this task stops the waiting, not the save
+///
+/// - `aw` runs as a task of its own: a future or task handle is watched as it is; anything else
+///   (a `task<T>`, a callable returning an awaitable, an awaitable) is wrapped in a task at the
+///   call (asyncio's ensure_future), so it runs whether or not the shield is awaited.
+/// - Cancelling the awaiting task: the await throws `cancelled_error` at once (on the task's next
+///   step), and `aw` goes on; its result stays in its future for anyone else who awaits it.
+/// - If `aw` itself is cancelled (by someone else), the await throws its `cancelled_error`.
+/// - An error `aw` ends with after the waiter was cancelled is not retrieved by the shield: if
+///   nobody else retrieves it, the loop reports "Task exception was never retrieved" when the
+///   task is dropped (asyncio 3.12 does the same).
+///
+/// Cost: no allocation beyond the task (if one is made); the waiting node lives in the awaiting
+/// coroutine's frame, as for `co_await fut`.
 
 
 
 namespace corio {
 namespace detail {
 
-/// A duration in nanoseconds, saturating instead of overflowing (sleep(hours::max())).
-template <class Rep, class Period>
-std::int64_t saturating_ns(std::chrono::duration<Rep, Period> d) noexcept {
-    using ns = std::chrono::duration<long double, std::nano>;
-    const long double v = std::chrono::duration_cast<ns>(d).count();
-    constexpr auto hi = static_cast<long double>(std::numeric_limits<std::int64_t>::max() / 4);
-    if (v >= hi) return static_cast<std::int64_t>(hi);
-    if (v <= -hi) return -static_cast<std::int64_t>(hi);
-    return static_cast<std::int64_t>(v);
-}
-
-class sleep_awaiter : public timer_node, public task_waiter {
+/// Waits for a future and takes its result like future_awaiter, but a cancellation of the
+/// waiting task only detaches it (as completion_awaiter does): the future is left alone.
+template <class T>
+class shield_awaiter : public future_waiter, public task_waiter {
 public:
-    explicit sleep_awaiter(std::int64_t delay_ns) noexcept : m_delay(delay_ns) {
-        timer_node::fire = &on_fire;
+    explicit shield_awaiter(future<T> inner) noexcept : m_inner(std::move(inner)) {
+        future_waiter::on_done = &on_inner_done;
         task_waiter::cancel = &on_cancel;
     }
-    sleep_awaiter(const sleep_awaiter&) = delete;
-    sleep_awaiter& operator=(const sleep_awaiter&) = delete;
-    ~sleep_awaiter() {
-        if (in_heap()) loop_ops::remove_timer(*m_loop, this); // the frame died while asleep
+    shield_awaiter(const shield_awaiter&) = delete;
+    shield_awaiter& operator=(const shield_awaiter&) = delete;
+    ~shield_awaiter() {
+        if (m_inner) state().remove_waiter(this); // the frame died while waiting
     }
 
-    bool await_ready() const noexcept { return false; }
+    bool await_ready() const {
+        if (!m_inner) throw invalid_state_error("corio::shield: awaiting an empty future handle");
+        return state().done();
+    }
 
     void await_suspend(std::coroutine_handle<> h) {
         task_core& t = require_current_task();
+        if (&t.as_future() == &state()) throw std::runtime_error("Task cannot await on itself");
+        if (t.as_future().loop() != state().loop())
+            throw std::runtime_error("corio: the future is attached to a different loop");
         m_task = &t;
-        m_loop = t.as_future().loop();
-        if (m_delay <= 0) { // yield once
-            t.suspend_on(h, nullptr);
-            t.wake();
-            return;
-        }
-        loop_ops::add_timer(*m_loop, this, loop_ops::now_ns(*m_loop) + m_delay);
+        state().add_waiter(this);
         t.suspend_on(h, this);
     }
 
-    void await_resume() { m_task->throw_if_cancel_delivered(); }
+    T await_resume() {
+        if (m_task) m_task->throw_if_cancel_delivered();
+        // As `co_await fut`: moved out when this is the last handle (a task shield made), else
+        // copied, so other holders of the future still find it.
+        if constexpr (std::is_void_v<T>) {
+            m_inner.result();
+        } else if constexpr (detail::is_copyable_v<T>) {
+            if (state().use_count() == 1) return std::move(m_inner).result();
+            return m_inner.result();
+        } else {
+            return std::move(m_inner).result();
+        }
+    }
 
 private:
-    static void on_fire(timer_node* n) noexcept { static_cast<sleep_awaiter*>(n)->m_task->wake(); }
+    future_state<T>& state() const noexcept { return *m_inner.state(); }
+
+    static void on_inner_done(future_waiter* w) noexcept { static_cast<shield_awaiter*>(w)->m_task->wake(); }
     static bool on_cancel(task_waiter* w, const std::string& msg) {
-        auto* self = static_cast<sleep_awaiter*>(w);
-        loop_ops::remove_timer(*self->m_loop, self);
+        // The shield: stop waiting, leave the future running.
+        auto* self = static_cast<shield_awaiter*>(w);
+        self->state().remove_waiter(self);
         self->m_task->wake_cancelled(msg);
         return true;
     }
 
-    std::int64_t m_delay;
+    future<T> m_inner;
     task_core* m_task = nullptr;
-    event_loop* m_loop = nullptr;
 };
 
+/// What shield() returns: holds the shielded future until awaited. Movable (so it can itself be
+/// handed to create_task or gather); each `co_await` makes a shield_awaiter.
 template <class T>
-class sleep_value_awaiter : public sleep_awaiter {
+class [[nodiscard]] shield_awaitable {
 public:
-    sleep_value_awaiter(std::int64_t delay_ns, T value)
-        : sleep_awaiter(delay_ns), m_value(std::move(value)) {}
-    T await_resume() {
-        sleep_awaiter::await_resume();
-        return std::move(m_value);
-    }
+    explicit shield_awaitable(future<T> inner) noexcept : m_inner(std::move(inner)) {}
+
+    shield_awaiter<T> operator co_await() && noexcept { return shield_awaiter<T>(std::move(m_inner)); }
+    shield_awaiter<T> operator co_await() const& noexcept { return shield_awaiter<T>(m_inner); }
+
+    /// The shielded future (or task handle, as a future).
+    const future<T>& inner() const noexcept { return m_inner; }
 
 private:
-    T m_value;
+    future<T> m_inner;
 };
 
 } // namespace detail
 
-/// Suspends the calling task for `delay` (see the file comment). Must be awaited in a task.
-template <class Rep, class Period>
-[[nodiscard]] detail::sleep_awaiter sleep(std::chrono::duration<Rep, Period> delay) noexcept {
-    return detail::sleep_awaiter(detail::saturating_ns(delay));
-}
-
-/// As sleep(delay), then gives back `value`.
-template <class Rep, class Period, class T>
-[[nodiscard]] detail::sleep_value_awaiter<T> sleep(std::chrono::duration<Rep, Period> delay, T value) {
-    return detail::sleep_value_awaiter<T>(detail::saturating_ns(delay), std::move(value));
+/// asyncio.shield(aw): `co_await corio::shield(aw)` gives what `co_await aw` would, but
+/// cancelling the awaiting task does not cancel `aw` (see the file comment).
+///
+/// `aw` is a future or task handle (watched; copied if an lvalue), or anything create_task
+/// accepts (a `task<T>` moved in, a callable returning an awaitable, an awaitable), which is
+/// wrapped in a task now, on the running loop.
+///
+/// Result: `aw`'s value (copied out of a future others hold, moved out of a task the shield
+/// made). Throws `aw`'s error; `cancelled_error` if `aw` was cancelled; `cancelled_error` at once
+/// if the awaiting task is cancelled (`aw` keeps running). Throws `std::runtime_error` at the
+/// call without a running loop when a task must be made, `invalid_state_error` at the await for
+/// an empty future handle. Awaiting a future that is already done does not suspend.
+template <class Aw>
+[[nodiscard]] auto shield(Aw&& aw) {
+    auto inner = ensure_future(std::forward<Aw>(aw));
+    using T = typename decltype(inner)::value_type;
+    return detail::shield_awaitable<T>(future<T>(std::move(inner)));
 }
 
 } // namespace corio
-// ---- end corio/sleep.hpp ----
+// ---- end corio/shield.hpp ----
+// ---- begin corio/task_group.hpp (included from corio/corio.hpp) ----
+/// \file corio/task_group.hpp
+/// `corio::task_group`: asyncio's TaskGroup, with `join()` in place of `async with`.
+///
+///     corio::task_group tg;                       // async with asyncio.TaskGroup() as tg:
+///     auto a = tg.create_task(fetch("a"));        //     a = tg.create_task(fetch("a"))
+///     auto b = tg.create_task(fetch("b"));        //     b = tg.create_task(fetch("b"))
+///     co_await tg.join();                         // (the end of the async with block)
+///     use(a.result(), b.result());
+///
+/// ## Semantics (asyncio 3.12's, where C++ allows)
+/// - The first child that fails (ends with an exception other than `cancelled_error`) cancels
+///   every other child still running. `join()` waits for every child to finish, then throws
+///   `corio::exception_group` holding every error, in the order the children failed
+///   (`what()`: "unhandled errors in a TaskGroup (N sub-exceptions)"). Children that end
+///   cancelled are not errors.
+/// - The task awaiting `join()` being cancelled cancels every child; `join()` still waits for all
+///   of them, then rethrows the `cancelled_error` (unless a child failed meanwhile: errors take
+///   priority, as in asyncio, and `exception_group` is thrown; the task's `cancelling()` count
+///   still says it was cancelled).
+/// - Children may be added while `join()` waits (from the children themselves, say). Adding
+///   one after a child failed (or the joiner was cancelled) throws
+///   `std::runtime_error("TaskGroup is shutting down")`; after `join()` finished,
+///   `std::runtime_error("TaskGroup is finished")`.
+///
+/// ## What differs from asyncio, and why
+/// asyncio cancels the task running the `async with` body when a child fails, so that the
+/// body's current await is interrupted. C++ has no asynchronous scope exit: a body interrupted
+/// that way could not wait for the children before leaving, so corio does not cancel the
+/// parent. A failure cancels the siblings; the parent learns of it from `join()`.
+///
+/// Always `co_await tg.join()`. A `task_group` destroyed without it (the parent threw or was
+/// cancelled before reaching `join()`) cannot wait in its destructor: it cancels the children
+/// still running and lets them finish on the loop by themselves. Their errors (and those of
+/// children that failed before) are then nobody's: each is reported as "Task exception was never
+/// retrieved" when the last handle of its task goes, as for any task. Children that refer to the
+/// parent's locals must not outlive it this way: reach `join()`.
+
+
+
+namespace corio {
+
+namespace detail {
+
+/// What a task_group shares with the done callbacks of its children. Kept by shared_ptr: the
+/// callbacks of children still running hold it after an unjoined group is destroyed.
+struct task_group_state {
+    event_loop* loop = nullptr;
+    std::list<task_ref> running;  ///< children not done yet (removed by their done callback)
+    std::vector<task_ref> failed; ///< children that failed, in the order they did
+    std::optional<future<void>> on_completed; ///< set when `running` empties, while join() waits
+    bool aborting = false;        ///< a child failed, or the joiner was cancelled
+    bool joining = false;         ///< join() is running
+    bool finished = false;        ///< join() has returned (or thrown)
+    bool orphaned = false;        ///< the group was destroyed without finishing join()
+
+    /// asyncio's TaskGroup._abort: cancels every child still running. (Cancelling one child
+    /// never finishes another synchronously in a way that runs its done callback now: done
+    /// callbacks go through call_soon, so the list does not change under the loop.)
+    void abort() noexcept {
+        aborting = true;
+        for (task_ref& t : running) {
+            try {
+                t.cancel();
+            } catch (...) { // only on a closed loop, where every task is done already
+            }
+        }
+    }
+
+    /// asyncio's TaskGroup._on_task_done: a child finished (`failed`: with an error other than
+    /// a cancellation). The child's error is not taken (retrieved) here but by join(), so the
+    /// errors of a group destroyed unjoined are reported like those of any lost task.
+    void on_child_done(std::list<task_ref>::iterator it, bool child_failed) {
+        task_ref t = std::move(*it);
+        running.erase(it);
+        if (running.empty() && on_completed && !on_completed->done()) on_completed->set_result();
+        if (!child_failed || orphaned) return;
+        failed.push_back(std::move(t));
+        if (!aborting) abort();
+    }
+};
+
+inline std::string task_group_message(std::size_t n) {
+    return "unhandled errors in a TaskGroup (" + std::to_string(n) +
+           (n == 1 ? " sub-exception)" : " sub-exceptions)");
+}
+
+} // namespace detail
+
+/// asyncio's TaskGroup: runs tasks together; `co_await join()` waits for all of them. The first
+/// child to fail cancels the others, and `join()` throws every error in a `corio::exception_group`.
+/// The file comment of corio/task_group.hpp has the details, and what differs from asyncio.
+///
+/// Not copyable or movable (children's bookkeeping and a pending `join()` refer to it). Bound to
+/// the loop on which its first task is created. A loop-thread object.
+class task_group {
+public:
+    /// An empty group.
+    task_group() : m_state(std::make_shared<detail::task_group_state>()) {}
+    task_group(const task_group&) = delete;
+    task_group& operator=(const task_group&) = delete;
+
+    /// If `join()` has not finished: cancels the children still running (they finish on the loop
+    /// by themselves, later) and gives up the errors collected so far, which are then reported
+    /// as "Task exception was never retrieved" as for any task nobody looked at. Never throws.
+    ~task_group() {
+        detail::task_group_state& st = *m_state;
+        if (st.finished) return;
+        st.orphaned = true;
+        st.failed.clear();
+        st.abort();
+    }
+
+    /// Schedules `aw` (a `task<T>` moved in, a callable returning an awaitable, or any awaitable;
+    /// as `corio::create_task`) on the running loop as a child of this group, and returns its
+    /// handle (`task_handle<T>`).
+    ///
+    /// Throws `std::runtime_error("TaskGroup is finished")` once `join()` has finished,
+    /// `std::runtime_error("TaskGroup is shutting down")` once a child has failed or the task
+    /// awaiting `join()` was cancelled, `std::runtime_error` outside a running loop or on a loop
+    /// other than the group's. `aw` is not started then.
+    template <class Aw>
+    auto create_task(Aw&& aw, std::string name = {},
+                     std::source_location where = std::source_location::current()) {
+        detail::task_group_state& st = *m_state;
+        if (st.finished) throw std::runtime_error("TaskGroup is finished");
+        if (st.aborting) throw std::runtime_error("TaskGroup is shutting down");
+        event_loop& loop = get_running_loop();
+        if (st.loop && st.loop != &loop)
+            throw std::runtime_error("corio: the task_group belongs to a different event loop");
+        st.loop = &loop;
+        // The list node first: once the task exists, nothing may fail before it is tracked.
+        auto it = st.running.emplace(st.running.end());
+        struct unlink_on_error {
+            std::list<task_ref>& list;
+            std::list<task_ref>::iterator it;
+            bool armed = true;
+            ~unlink_on_error() {
+                if (armed) list.erase(it);
+            }
+        } guard{st.running, it};
+        auto h = loop.create_task(std::forward<Aw>(aw), std::move(name), where);
+        using T = typename decltype(h)::value_type;
+        *it = task_ref(h);
+        try {
+            h.add_done_callback([st = m_state, it](const future<T>& f) {
+                st->on_child_done(it, !f.cancelled() && !f.state()->has_value());
+            });
+        } catch (...) {
+            h.cancel(); // not supervised: do not leave it running
+            throw;
+        }
+        guard.armed = false;
+        return h;
+    }
+
+    /// `co_await tg.join()` waits until every child has finished (children added meanwhile
+    /// included). Then throws `corio::exception_group` with the error of every child that
+    /// failed, in the order they failed, if any did; returns otherwise.
+    ///
+    /// Cancellation: cancelling the awaiting task cancels every child; join() goes on waiting
+    /// until they have all finished, then rethrows the `cancelled_error` (or throws the
+    /// `exception_group` if a child failed: errors take priority, as in asyncio).
+    ///
+    /// Await it once: a second `join()` while one is pending throws `invalid_state_error`; one
+    /// after the first finished returns at once (the errors were delivered already).
+    task<> join() {
+        std::shared_ptr<detail::task_group_state> st = m_state;
+        if (st->joining)
+            throw invalid_state_error("corio: task_group::join() is already being awaited");
+        if (st->finished) co_return;
+        st->joining = true;
+        std::exception_ptr cancelled;
+        while (!st->running.empty()) {
+            future<void> all_done(*st->loop);
+            st->on_completed = all_done;
+            try {
+                co_await all_done.wait_done(); // cancelling us does not cancel it
+            } catch (const cancelled_error&) {
+                if (!cancelled) cancelled = std::current_exception();
+                if (!st->aborting) st->abort();
+            }
+            st->on_completed.reset();
+        }
+        st->joining = false;
+        st->finished = true;
+        if (!st->failed.empty()) {
+            std::vector<std::exception_ptr> errors;
+            errors.reserve(st->failed.size());
+            for (task_ref& t : st->failed) errors.push_back(t.exception()); // now retrieved
+            st->failed.clear();
+            const std::size_t n = errors.size();
+            throw exception_group(detail::task_group_message(n), std::move(errors));
+        }
+        if (cancelled) std::rethrow_exception(cancelled);
+    }
+
+private:
+    std::shared_ptr<detail::task_group_state> m_state;
+};
+
+} // namespace corio
+// ---- end corio/task_group.hpp ----
 // ---- begin corio/testing.hpp (included from corio/corio.hpp) ----
 /// \file corio/testing.hpp
 /// The test clock: event loops whose time is virtual.
@@ -3024,4 +6402,289 @@ auto run(Aw&& main, run_options options = {}) {
 
 } // namespace corio::testing
 // ---- end corio/testing.hpp ----
+// ---- begin corio/timeouts.hpp (included from corio/corio.hpp) ----
+/// \file corio/timeouts.hpp
+/// Deadlines on an awaitable: asyncio's `wait_for`, `timeout` and `timeout_at`.
+///
+///     int v = co_await corio::wait_for(fetch(), 5s);           // asyncio.wait_for(fetch(), 5)
+///     int w = co_await corio::with_timeout(5s, fetch());       // async with asyncio.timeout(5)
+///     int x = co_await corio::timeout_at(loop.time() + 5, fetch());
+///
+/// All three run the awaitable and give its value (or rethrow its exception). If it is not done
+/// by the deadline it is cancelled, and they WAIT until it has finished (its cleanup runs
+/// first), then:
+/// - it ended cancelled: they throw `corio::timeout_error`;
+/// - it swallowed the cancellation and returned a value: that value is returned (asyncio);
+/// - it ended with another exception: that exception is rethrown.
+///
+/// What runs: a `task<T>` (or a callable returning an awaitable, or another awaitable) runs as
+/// a task of its own, created when the `co_await` starts (asyncio 3.12 runs the coroutine in
+/// the awaiting task instead; the observable difference is `current_task()` inside it). A
+/// `future<T>` or `task_handle<T>` is waited on as it is, and cancelled at the deadline.
+///
+/// Cancellation: cancelling the task that awaits cancels the awaitable too (with the same
+/// message), waits for it to finish, and throws `cancelled_error`, never `timeout_error`, even
+/// if the deadline passed as well (asyncio compares `cancelling()` counts for that). If the
+/// awaitable swallows that cancellation and returns a value, the value is returned, as in
+/// asyncio. Once the awaiting task is cancelled, the deadline no longer matters.
+///
+/// A result that arrives together with the deadline is not lost. When the deadline fires, an
+/// awaitable that is already done gives its outcome; one whose task is already queued to run
+/// (woken in that same iteration, say by its own timer due at the same time, or yielding with
+/// `sleep(0s)`) takes that one step first, and is cancelled only if it is still not done.
+/// (asyncio 3.11's wait_for kept such results too; 3.12's, built on `timeout()`, cancels and
+/// loses them: checked with CPython 3.12.1.)
+///
+/// A deadline already passed: `wait_for` does what asyncio 3.12's `wait_for(aw, 0)` does (a
+/// future that is done gives its result; anything else is cancelled at once: a coroutine never
+/// starts), while `with_timeout` and `timeout_at` do what `asyncio.timeout(0)` does (the
+/// awaitable runs until its first suspension, then is cancelled).
+///
+/// The clock starts when the `co_await` starts (these return lazy `task<T>`s).
+
+
+
+namespace corio {
+namespace detail {
+
+/// Waits until a future is done, or until a deadline, or (yield mode) for one trip through the
+/// ready queue. Cancelling the awaiting task cancels the future (asyncio: the awaited future
+/// is cancelled with the task) and keeps waiting for it to finish, so that the awaitable's
+/// cleanup has run when the combinator reports the cancellation. A cancellation delivered when
+/// the task resumes (it was cancelled while queued) is recorded instead of thrown, for the
+/// same reason.
+class deadline_awaiter final : public future_waiter, public timer_node, public task_waiter {
+public:
+    /// `deadline_ns`: absolute loop time, or none. `yield_once`: just go to the back of the
+    /// ready queue (lets a task that is already woken run its step first).
+    deadline_awaiter(future_core& f, std::optional<std::int64_t> deadline_ns, bool yield_once) noexcept
+        : m_future(&f), m_deadline(deadline_ns), m_yield(yield_once) {
+        future_waiter::on_done = &on_future_done;
+        timer_node::fire = &on_fire;
+        task_waiter::cancel = &on_cancel;
+    }
+    deadline_awaiter(const deadline_awaiter&) = delete;
+    deadline_awaiter& operator=(const deadline_awaiter&) = delete;
+    ~deadline_awaiter() { unregister(); }
+
+    bool await_ready() const noexcept { return !m_yield && m_future->done(); }
+
+    void await_suspend(std::coroutine_handle<> h) {
+        task_core& t = require_current_task();
+        if (&t.as_future() == m_future) throw std::runtime_error("Task cannot await on itself");
+        if (t.as_future().loop() != m_future->loop())
+            throw std::runtime_error("corio: the future is attached to a different loop");
+        m_task = &t;
+        m_loop = t.as_future().loop();
+        if (m_yield) {
+            t.suspend_on(h, nullptr); // a cancellation is delivered at the resume (recorded)
+            t.wake();
+            return;
+        }
+        if (m_deadline) loop_ops::add_timer(*m_loop, this, *m_deadline); // may throw: first
+        m_future->add_waiter(this);
+        t.suspend_on(h, this);
+    }
+
+    void await_resume() {
+        if (!m_task) return;
+        try {
+            m_task->throw_if_cancel_delivered();
+        } catch (const cancelled_error& e) {
+            // Cancelled while queued: pass it on like an in-place cancellation.
+            m_cancelled = true;
+            m_message = e.message();
+            if (m_future->done()) m_after_done = true;
+            else m_future->cancel(m_message);
+        }
+    }
+
+    /// The deadline passed before the future was done.
+    bool expired() const noexcept { return m_expired; }
+    /// The awaiting task was cancelled (the future was cancelled in turn, unless done).
+    bool cancelled() const noexcept { return m_cancelled; }
+    /// The cancellation arrived when the future was already done: it must be thrown as is.
+    bool cancelled_after_done() const noexcept { return m_after_done; }
+    /// The cancellation's message.
+    std::string& message() noexcept { return m_message; }
+
+private:
+    void unregister() noexcept {
+        m_future->remove_waiter(this);
+        if (in_heap()) loop_ops::remove_timer(*m_loop, this);
+    }
+
+    static void on_future_done(future_waiter* w) noexcept {
+        auto* self = static_cast<deadline_awaiter*>(w);
+        if (self->in_heap()) loop_ops::remove_timer(*self->m_loop, self);
+        self->m_task->wake();
+    }
+    static void on_fire(timer_node* n) noexcept {
+        auto* self = static_cast<deadline_awaiter*>(n);
+        self->m_expired = true;
+        self->m_future->remove_waiter(self);
+        self->m_task->wake(); // the awaiting task cancels the future, on the ready queue
+    }
+    static bool on_cancel(task_waiter* w, const std::string& msg) {
+        auto* self = static_cast<deadline_awaiter*>(w);
+        self->m_cancelled = true;
+        self->m_message = msg;
+        if (self->in_heap()) loop_ops::remove_timer(*self->m_loop, self); // moot now
+        if (self->m_future->cancel(msg)) return true; // wakes us when it has finished
+        self->unregister();                           // (not reached: a done future woke us)
+        self->m_after_done = true;
+        self->m_task->wake();
+        return true;
+    }
+
+    future_core* m_future;
+    std::optional<std::int64_t> m_deadline;
+    task_core* m_task = nullptr;
+    event_loop* m_loop = nullptr;
+    std::string m_message;
+    bool m_yield;
+    bool m_expired = false;
+    bool m_cancelled = false;
+    bool m_after_done = false;
+};
+
+/// A deadline: nanoseconds of loop time, relative to the start of the await or absolute.
+struct deadline_spec {
+    std::int64_t ns;
+    bool absolute;
+};
+
+/// True if `f` is a task that is queued to run (woken, its step not run yet).
+inline bool queued_task(const future_base& f) noexcept {
+    task_core* t = f.core()->as_task();
+    return t && t->queued();
+}
+
+/// Marks the outcome of `f` as retrieved (it is discarded for a cancellation).
+inline void discard_outcome(const future_base& f) noexcept {
+    if (f.done() && !f.cancelled()) (void)f.core()->exception();
+}
+
+/// The body of wait_for / with_timeout / timeout_at. `f` is the future to wait on; if `work`
+/// is not empty, it is started as a task and `f` becomes that task. `never_start`: a deadline
+/// already passed cancels at once (wait_for), instead of letting the work run to its first
+/// suspension (asyncio.timeout).
+template <class T>
+task<T> run_with_deadline(future<T> f, task<T> work, deadline_spec d, bool never_start) {
+    event_loop& loop = get_running_loop();
+    const std::int64_t now = loop_ops::now_ns(loop);
+    const std::int64_t deadline = d.absolute ? d.ns : now + d.ns;
+    if (work) f = create_task(std::move(work));
+    if (!f) throw invalid_state_error("corio: awaiting an empty future handle");
+
+    bool expired = false;
+    bool cancelled = false;  // the awaiting task was cancelled
+    bool after_done = false; // ... when `f` was already done
+    std::string message;
+    const auto note = [&](deadline_awaiter& a) {
+        expired = expired || a.expired();
+        if (a.cancelled()) {
+            cancelled = true;
+            after_done = after_done || a.cancelled_after_done();
+            message = std::move(a.message());
+        }
+    };
+
+    if (deadline <= now) { // passed already
+        expired = true;
+        if (!never_start && !f.done()) {
+            // asyncio.timeout(0): the work takes its first step before the cancellation.
+            deadline_awaiter a(*f.core(), std::nullopt, true);
+            co_await a;
+            note(a);
+        }
+    } else {
+        {
+            deadline_awaiter a(*f.core(), deadline, false);
+            co_await a;
+            note(a);
+        }
+        if (expired && !cancelled && !f.done() && queued_task(f)) {
+            // Woken in the iteration where the deadline passed: let it take that step, so a
+            // result that arrives together with the timeout is not lost.
+            deadline_awaiter a(*f.core(), std::nullopt, true);
+            co_await a;
+            note(a);
+        }
+    }
+    if (!f.done() && !cancelled) f.cancel(); // the deadline passed
+    while (!f.done()) {                      // wait for its cleanup
+        deadline_awaiter a(*f.core(), std::nullopt, false);
+        co_await a;
+        note(a);
+    }
+    if (after_done || (cancelled && f.cancelled())) {
+        discard_outcome(f);
+        throw cancelled_error(std::move(message));
+    }
+    if (expired && f.cancelled()) throw timeout_error();
+    co_return std::move(f).result(); // its value, its exception, or a cancellation from elsewhere
+}
+
+template <class Aw>
+auto start_with_deadline(Aw&& aw, deadline_spec d, bool never_start) {
+    if constexpr (is_future_v<Aw>) {
+        using T = typename std::remove_cvref_t<Aw>::value_type;
+        return run_with_deadline<T>(future<T>(std::forward<Aw>(aw)), task<T>(), d, never_start);
+    } else {
+        auto t = as_task(std::forward<Aw>(aw));
+        using T = typename decltype(t)::value_type;
+        return run_with_deadline<T>(future<T>::adopt(nullptr), std::move(t), d, never_start);
+    }
+}
+
+/// Loop time in seconds to nanoseconds, saturating as `saturating_ns` does.
+inline std::int64_t loop_time_ns(double when) noexcept {
+    constexpr double hi = static_cast<double>(std::numeric_limits<std::int64_t>::max() / 4);
+    const double ns = when * 1e9;
+    if (std::isnan(ns)) return 0;
+    if (ns >= hi) return static_cast<std::int64_t>(hi);
+    if (ns <= -hi) return -static_cast<std::int64_t>(hi);
+    return static_cast<std::int64_t>(std::llround(ns));
+}
+
+} // namespace detail
+
+/// asyncio.wait_for: `co_await corio::wait_for(aw, 5s)` gives `aw`'s value if it finishes
+/// within `timeout` (counted from the start of the `co_await`).
+///
+/// `aw` is a `task<T>` (moved in), a callable returning an awaitable, another awaitable (each
+/// runs as a task of its own), or a `future<T>` / `task_handle<T>` (waited on as it is).
+/// At the deadline `aw` is cancelled and waited for; then this throws `timeout_error` if it
+/// ended cancelled, returns its value if it swallowed the cancellation, or rethrows its error.
+/// A timeout <= 0 cancels `aw` at once (a coroutine never starts), unless it is a future that
+/// is already done, whose result is returned (asyncio 3.12).
+/// Cancellation: cancelling the awaiting task cancels `aw`, waits for it to finish and throws
+/// `cancelled_error` (not `timeout_error`). The file comment of corio/timeouts.hpp has the
+/// details (a result arriving together with the deadline is kept).
+template <class Aw, class Rep, class Period>
+auto wait_for(Aw&& aw, std::chrono::duration<Rep, Period> timeout) {
+    return detail::start_with_deadline(std::forward<Aw>(aw), {detail::saturating_ns(timeout), false}, true);
+}
+
+/// `async with asyncio.timeout(timeout): return await aw`, as one awaitable:
+/// `co_await corio::with_timeout(5s, aw)`. The same as `wait_for(aw, timeout)` except for a
+/// timeout <= 0: like asyncio.timeout(0), `aw` runs until its first suspension and is then
+/// cancelled (so it may still finish, and its value is returned). Throws `timeout_error` when
+/// the deadline cancelled `aw`; cancellation as `wait_for`.
+template <class Rep, class Period, class Aw>
+auto with_timeout(std::chrono::duration<Rep, Period> timeout, Aw&& aw) {
+    return detail::start_with_deadline(std::forward<Aw>(aw), {detail::saturating_ns(timeout), false}, false);
+}
+
+/// `async with asyncio.timeout_at(when): return await aw`: as `with_timeout`, with an absolute
+/// deadline in loop time (`loop.time()`, seconds), e.g. `timeout_at(loop.time() + 5, aw)`. A
+/// deadline already passed lets `aw` run until its first suspension, then cancels it.
+template <class Aw>
+auto timeout_at(double when, Aw&& aw) {
+    return detail::start_with_deadline(std::forward<Aw>(aw), {detail::loop_time_ns(when), true}, false);
+}
+
+} // namespace corio
+// ---- end corio/timeouts.hpp ----
 // ---- end corio/corio.hpp ----

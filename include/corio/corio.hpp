@@ -10,15 +10,35 @@
 /// | corio/sleep.hpp        | tasks.sleep                      |
 /// | corio/runners.hpp      | runners (run)                    |
 /// | corio/exceptions.hpp   | exceptions                       |
+/// | corio/gather.hpp       | tasks.gather (+ none, outcome)   |
+/// | corio/shield.hpp       | tasks.shield                     |
+/// | corio/wait.hpp         | tasks.wait                       |
+/// | corio/timeouts.hpp     | tasks.wait_for, timeouts         |
+/// | corio/as_completed.hpp | tasks.as_completed               |
+/// | corio/task_group.hpp   | taskgroups                       |
+/// | corio/async_generator.hpp | async generators              |
+/// | corio/pool_executor.hpp | the articles' AsyncPoolExecutor |
+/// | corio/queue.hpp        | queues                           |
+/// | corio/locks.hpp        | locks (+ barrier)                |
 /// | corio/testing.hpp      | test_utils (virtual time)        |
 
 /// \namespace corio
 /// Everything corio has: asyncio's names, in C++. `corio::detail` is the implementation, not API.
 
+#include <corio/as_completed.hpp>
+#include <corio/async_generator.hpp>
 #include <corio/event_loop.hpp>
 #include <corio/exceptions.hpp>
 #include <corio/future.hpp>
+#include <corio/gather.hpp>
+#include <corio/locks.hpp>
+#include <corio/pool_executor.hpp>
+#include <corio/queue.hpp>
 #include <corio/runners.hpp>
+#include <corio/shield.hpp>
 #include <corio/sleep.hpp>
 #include <corio/task.hpp>
+#include <corio/task_group.hpp>
 #include <corio/testing.hpp>
+#include <corio/timeouts.hpp>
+#include <corio/wait.hpp>

@@ -13,9 +13,8 @@
 /// | `QueueShutDown`            | `queue_shutdown`              | `std::runtime_error`  |
 /// | `ExceptionGroup`           | `exception_group`             | `std::runtime_error`  |
 ///
-/// Of these, corio throws `cancelled_error` and `invalid_state_error` today; the others are
-/// declared for the APIs still to come (timeouts, streams, queues, task groups: see
-/// docs/porting.md).
+/// `incomplete_read_error` and `limit_overrun_error` are declared for the streams still to come
+/// (see docs/porting.md); the others are thrown today.
 
 #include <cstddef>
 #include <exception>
@@ -50,7 +49,7 @@ private:
     std::string m_message;
 };
 
-/// An operation exceeded its deadline (`wait_for`, `with_timeout`, `timeout_at`: planned).
+/// An operation exceeded its deadline (`wait_for`, `with_timeout`, `timeout_at`, and the timeouts of `as_completed`).
 class timeout_error : public std::runtime_error {
 public:
     /// what() is "timed out".
@@ -99,25 +98,25 @@ private:
     std::size_t m_consumed;
 };
 
-/// `get_nowait()` on an empty queue (queues: planned).
+/// `get_nowait()` on an empty queue.
 class queue_empty : public std::runtime_error {
 public:
     queue_empty() : std::runtime_error("queue is empty") {}
 };
 
-/// `put_nowait()` on a full queue (queues: planned).
+/// `put_nowait()` on a full queue.
 class queue_full : public std::runtime_error {
 public:
     queue_full() : std::runtime_error("queue is full") {}
 };
 
-/// `put`/`get` on a queue that was `shutdown()` (queues: planned).
+/// `put`/`get` on a queue that was `shutdown()`.
 class queue_shutdown : public std::runtime_error {
 public:
     queue_shutdown() : std::runtime_error("queue is shut down") {}
 };
 
-/// Several errors at once (from a `task_group`: planned): every one is kept.
+/// Several errors at once (from a `task_group`): every one is kept.
 class exception_group : public std::runtime_error {
 public:
     /// `what` sums them up; `exceptions` are the errors themselves.
