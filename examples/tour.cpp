@@ -24,6 +24,15 @@ const std::vector<stop> stops = {
     {"display_date", {"--seconds", "1", "--interval", "0.25"},
      "seeds/002: print the date on a timer (shortened from 5 s)"},
     {"loop_stop", {}, "seeds/002: loop.stop() inside a task; asyncio.run raises"},
+    {"factorial", {"--delay", "0.2"}, "seeds/002: three factorials at once with gather (1 s steps, shortened)"},
+    {"sync_async", {}, "seeds/001: explicit context switches with sleep(0) and gather"},
+    {"cooperative", {}, "seeds/001: gr3 works while gr1 and gr2 are blocked"},
+    {"determinism", {}, "seeds/001: the same tasks, in order and then in random order"},
+    {"five_sleepers", {"--scale", "0.1"}, "seeds/003: five tasks, sleep, then wait (delays x0.1)"},
+    {"fetch_first", {}, "seeds/001: wait(first_completed), cancel the rest, no warning"},
+    {"fetch_exceptions", {}, "seeds/001: errors from futures, handled as they complete"},
+    {"timeouts", {"-t", "0.01"}, "seeds/001: wait with a timeout that is too short..."},
+    {"timeouts", {"-t", "5"}, "...and one that is long enough"},
 };
 
 std::string directory_of(const char* path) {
