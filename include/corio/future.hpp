@@ -53,9 +53,15 @@ struct is_copyable<std::list<T, A>> : is_copyable<T> {};
 template <class T>
 inline constexpr bool is_copyable_v = is_copyable<T>::value;
 
+/// What cancelling the task that awaits a future does to that future.
+enum class on_waiter_cancel {
+    cancel_future, ///< asyncio's `await fut`: the future is cancelled too
+    detach,        ///< asyncio's `await shield(fut)`: stop waiting, leave the future running
+};
+
 /// How a coroutine waits for a future: the node in the future's waiter list lives in the
 /// coroutine's frame, so waiting allocates nothing.
-template <class T>
+template <class T, on_waiter_cancel Policy = on_waiter_cancel::cancel_future>
 class future_awaiter : public future_waiter, public task_waiter {
 public:
     explicit future_awaiter(future<T> f) noexcept : m_future(std::move(f)) {
@@ -103,8 +109,14 @@ private:
         static_cast<future_awaiter*>(w)->m_task->wake();
     }
     static bool on_cancel(task_waiter* w, const std::string& msg) {
-        // asyncio: cancelling a task that awaits a future cancels the future too.
-        return static_cast<future_awaiter*>(w)->state().cancel(msg);
+        auto* self = static_cast<future_awaiter*>(w);
+        if constexpr (Policy == on_waiter_cancel::cancel_future) {
+            return self->state().cancel(msg); // asyncio: the awaited future is cancelled too
+        } else {
+            self->state().remove_waiter(self);
+            self->m_task->wake_cancelled(msg);
+            return true;
+        }
     }
 
     future<T> m_future;

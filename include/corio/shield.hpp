@@ -35,63 +35,9 @@ namespace detail {
 
 /// Waits for a future and takes its result like future_awaiter, but a cancellation of the
 /// waiting task only detaches it (as completion_awaiter does): the future is left alone.
+/// Waiting through a shield is waiting for the future, except that cancellation only detaches.
 template <class T>
-class shield_awaiter : public future_waiter, public task_waiter {
-public:
-    explicit shield_awaiter(future<T> inner) noexcept : m_inner(std::move(inner)) {
-        future_waiter::on_done = &on_inner_done;
-        task_waiter::cancel = &on_cancel;
-    }
-    shield_awaiter(const shield_awaiter&) = delete;
-    shield_awaiter& operator=(const shield_awaiter&) = delete;
-    ~shield_awaiter() {
-        if (m_inner) state().remove_waiter(this); // the frame died while waiting
-    }
-
-    bool await_ready() const {
-        if (!m_inner) throw invalid_state_error("corio::shield: awaiting an empty future handle");
-        return state().done();
-    }
-
-    void await_suspend(std::coroutine_handle<> h) {
-        task_core& t = require_current_task();
-        if (&t.as_future() == &state()) throw std::runtime_error("Task cannot await on itself");
-        if (t.as_future().loop() != state().loop())
-            throw std::runtime_error("corio: the future is attached to a different loop");
-        m_task = &t;
-        state().add_waiter(this);
-        t.suspend_on(h, this);
-    }
-
-    T await_resume() {
-        if (m_task) m_task->throw_if_cancel_delivered();
-        // As `co_await fut`: moved out when this is the last handle (a task shield made), else
-        // copied, so other holders of the future still find it.
-        if constexpr (std::is_void_v<T>) {
-            m_inner.result();
-        } else if constexpr (detail::is_copyable_v<T>) {
-            if (state().use_count() == 1) return std::move(m_inner).result();
-            return m_inner.result();
-        } else {
-            return std::move(m_inner).result();
-        }
-    }
-
-private:
-    future_state<T>& state() const noexcept { return *m_inner.state(); }
-
-    static void on_inner_done(future_waiter* w) noexcept { static_cast<shield_awaiter*>(w)->m_task->wake(); }
-    static bool on_cancel(task_waiter* w, const std::string& msg) {
-        // The shield: stop waiting, leave the future running.
-        auto* self = static_cast<shield_awaiter*>(w);
-        self->state().remove_waiter(self);
-        self->m_task->wake_cancelled(msg);
-        return true;
-    }
-
-    future<T> m_inner;
-    task_core* m_task = nullptr;
-};
+using shield_awaiter = future_awaiter<T, on_waiter_cancel::detach>;
 
 /// What shield() returns: holds the shielded future until awaited. Movable (so it can itself be
 /// handed to create_task or gather); each `co_await` makes a shield_awaiter.
