@@ -282,6 +282,7 @@ public:
         : future_state<T>(&loop, true), task_core(h, std::move(name), where) {}
 
     ~task_state() override {
+        if (!this->has_unretrieved_error()) return; // the common case: no name to build
         std::string name;
         try {
             name = get_name();

@@ -129,10 +129,15 @@ protected:
         if (m_loop) loop_ops::unlink(*m_loop, this);
     }
 
+    /// Failed, and nobody has looked at the error.
+    bool has_unretrieved_error() const noexcept {
+        return m_status == status::done && m_exception && !m_retrieved;
+    }
+
     /// asyncio's "... exception was never retrieved", once. A derived destructor calls it with
     /// the task's name (a base destructor cannot reach the derived parts any more).
     void report_if_unretrieved(const std::string& task_name) noexcept {
-        if (m_status != status::done || !m_exception || m_retrieved) return;
+        if (!has_unretrieved_error()) return;
         m_retrieved = true;
         loop_ops::report(m_loop, {m_is_task ? "Task exception was never retrieved"
                                             : "Future exception was never retrieved",
