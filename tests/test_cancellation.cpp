@@ -7,6 +7,8 @@
 #include <corio/sleep.hpp>
 #include <corio/testing.hpp>
 
+#include "support/helpers.hpp"
+
 #include <doctest/doctest.h>
 
 #include <stdexcept>
@@ -18,15 +20,8 @@ using corio::task;
 
 namespace {
 
-// Helpers are split in two on purpose: a coroutine called directly inside `co_await` must not
-// take prvalue arguments with destructors under GCC 12 (GCC PR 100611, see
-// test_compiler_traps.cpp), so the task is created by a plain function and the coroutine takes
-// an lvalue reference and a `const char*`.
-
-template <class F>
-auto start(F body) {
-    return corio::create_task(std::move(body));
-}
+// The task is created by corio_test::spawn (a plain function), and the coroutine below takes an
+// lvalue reference and a `const char*`: see GCC PR 100611 in test_compiler_traps.cpp.
 
 /// Lets `t` reach its first suspension, cancels it, and waits until it finished.
 template <class T>
@@ -41,7 +36,7 @@ task<> cancel_once_started(corio::task_handle<T>& t, const char* msg = "") {
 TEST_CASE("cancel at a sleep: cancelled_error at the await, the task ends cancelled") {
     corio::testing::run([]() -> task<> {
         std::vector<std::string> log;
-        auto t = start([&]() -> task<> {
+        auto t = corio_test::spawn([&]() -> task<> {
             log.push_back("start");
             co_await corio::sleep(1h);
             log.push_back("not reached");
@@ -74,7 +69,7 @@ TEST_CASE("cancel at sleep(0) while queued") {
 TEST_CASE("cancel at a future: the awaited future is cancelled too (asyncio)") {
     corio::run([]() -> task<> {
         corio::future<int> f;
-        auto t = start([f]() -> task<> { co_await f; });
+        auto t = corio_test::spawn([f]() -> task<> { co_await f; });
         co_await cancel_once_started(t, "bye");
         CHECK(t.cancelled());
         CHECK(f.cancelled());
@@ -105,7 +100,7 @@ TEST_CASE("cancel at a nested task await reaches the innermost await") {
                 throw;
             }
         };
-        auto t = start(middle);
+        auto t = corio_test::spawn(middle);
         co_await cancel_once_started(t);
         CHECK(t.cancelled());
         CHECK(log == std::vector<std::string>{"inner cleanup", "middle cleanup"});
@@ -118,7 +113,7 @@ TEST_CASE("cancelling a task that awaits another task cancels that task") {
             co_await corio::sleep(1h);
             co_return 1;
         });
-        auto parent = start([child]() -> task<> { co_await child; });
+        auto parent = corio_test::spawn([child]() -> task<> { co_await child; });
         co_await cancel_once_started(parent);
         CHECK(parent.cancelled());
         CHECK(child.cancelled());
@@ -175,7 +170,7 @@ TEST_CASE("catch (std::runtime_error&) does not swallow cancellation") {
     static_assert(std::is_base_of_v<std::exception, corio::cancelled_error>);
     corio::testing::run([]() -> task<> {
         bool swallowed = false;
-        auto t = start([&]() -> task<> {
+        auto t = corio_test::spawn([&]() -> task<> {
             try {
                 co_await corio::sleep(1h);
             } catch (const std::runtime_error&) {
@@ -248,7 +243,7 @@ TEST_CASE("a cancelled waiter on wait_done leaves the awaited task running") {
             co_await corio::sleep(2s);
             co_return 4;
         });
-        auto watcher = start([worker]() -> task<> {
+        auto watcher = corio_test::spawn([worker]() -> task<> {
             co_await worker.wait_done();
         });
         co_await cancel_once_started(watcher);

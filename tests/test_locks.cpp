@@ -21,19 +21,11 @@
 using namespace std::chrono_literals;
 using corio::task;
 using corio_test::counted;
+using corio_test::settle;
+using corio_test::spawn;
 
 namespace {
 
-/// Lets every task that is ready run a few times (tasks created now take their first step on
-/// the next iteration).
-task<> settle(int rounds = 5) {
-    for (int i = 0; i < rounds; ++i) co_await corio::sleep(0s);
-}
-
-template <class F>
-auto spawn(F body) {
-    return corio::create_task(std::move(body));
-}
 
 using log_t = std::vector<std::string>;
 

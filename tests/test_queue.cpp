@@ -22,17 +22,11 @@
 using namespace std::chrono_literals;
 using corio::task;
 using corio_test::counted;
+using corio_test::settle;
+using corio_test::spawn;
 
 namespace {
 
-task<> settle(int rounds = 5) {
-    for (int i = 0; i < rounds; ++i) co_await corio::sleep(0s);
-}
-
-template <class F>
-auto spawn(F body) {
-    return corio::create_task(std::move(body));
-}
 
 /// A task that gets one item from `q` and returns it.
 template <class Q>

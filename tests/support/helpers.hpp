@@ -2,6 +2,11 @@
 // Test helpers: a counted type that checks lifetimes, and a recorder for the loop's reports.
 
 #include <corio/event_loop.hpp>
+#include <corio/sleep.hpp>
+#include <corio/task.hpp>
+
+#include <chrono>
+#include <utility>
 
 #include <string>
 #include <vector>
@@ -44,5 +49,19 @@ struct report_recorder {
         return n;
     }
 };
+
+/// Lets every task that is ready run a few times (tasks created now take their first step on
+/// the next iteration).
+inline corio::task<> settle(int rounds = 5) {
+    for (int i = 0; i < rounds; ++i) co_await corio::sleep(std::chrono::seconds(0));
+}
+
+/// create_task from a plain function, not a coroutine: a coroutine called inside `co_await`
+/// must not be handed a temporary capturing lambda under GCC 12 (GCC PR 100611, see
+/// test_compiler_traps.cpp), and this keeps test bodies free of that trap.
+template <class F>
+auto spawn(F body) {
+    return corio::create_task(std::move(body));
+}
 
 } // namespace corio_test
