@@ -33,6 +33,7 @@ const std::vector<stop> stops = {
     {"fetch_exceptions", {}, "seeds/001: errors from futures, handled as they complete"},
     {"timeouts", {"-t", "0.01"}, "seeds/001: wait with a timeout that is too short..."},
     {"timeouts", {"-t", "5"}, "...and one that is long enough"},
+    {"offload", {}, "seeds/004: do not block the loop: CPU work in the executor, the loop keeps serving"},
 };
 
 std::string directory_of(const char* path) {

@@ -38,6 +38,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <source_location>
 #include <stdexcept>
@@ -57,6 +58,13 @@ namespace corio {
 
 template <class T>
 class future;
+class executor; // corio/executor.hpp
+/// \cond INTERNAL
+namespace detail {
+struct executor_ops;
+struct executor_link;
+} // namespace detail
+/// \endcond
 
 /// What the loop calls for errors it cannot give to anyone else (an exception escaping a
 /// callback, a task exception nobody retrieved, a task destroyed while pending, slow callbacks
@@ -200,6 +208,8 @@ public:
     /// (reporting "Task was destroyed but it is pending!" for each), restores signal
     /// dispositions, and detaches remaining futures. Idempotent. Throws `std::runtime_error`
     /// if the loop is running. `corio::run` cancels and finishes leftover tasks before this.
+    /// The default executor is shut down without waiting; jobs finishing later are dropped
+    /// (see corio/executor.hpp).
     void close();
 
     /// Monotonic time in seconds (virtual under the test clock).
@@ -266,6 +276,21 @@ public:
     template <class T = void>
     future<T> create_future();
 
+    // --- Executors ------------------------------------------------------------------------
+    // Declared here so that they read as asyncio's loop methods; defined (with their full
+    // documentation) in corio/executor.hpp, which must be included to use them (corio/corio.hpp
+    // and corio/runners.hpp include it).
+
+    /// asyncio's `loop.run_in_executor(executor, func, *args)`: runs `fn(args...)` on `ex` (the
+    /// default thread pool if null) and returns a `future<R>` of this loop; see
+    /// corio/executor.hpp.
+    template <class F, class... A>
+    auto run_in_executor(executor* ex, F&& fn, A&&... args);
+    /// asyncio's `loop.set_default_executor(executor)`: see corio/executor.hpp.
+    void set_default_executor(std::shared_ptr<executor> ex);
+    /// asyncio's `loop.shutdown_default_executor()`, to `co_await`: see corio/executor.hpp.
+    auto shutdown_default_executor();
+
     // --- I/O readiness --------------------------------------------------------------------
 
     /// Calls `fn()` whenever `fd` is readable, until remove_reader(fd); replaces an earlier
@@ -285,6 +310,29 @@ public:
     }
     /// Stops watching `fd` for writing; false if no writer was registered.
     bool remove_writer(int fd) { return unwatch(fd, &fd_watch::writer, backend::io_events::write); }
+
+    // --- Networking: transports and protocols ---------------------------------------------
+    // Declared here so that they read as asyncio's loop methods; each forwards to the free
+    // function of the same name, defined (with its full documentation) in corio/net.hpp or
+    // corio/datagram.hpp, which must be included to use it (corio/corio.hpp includes both).
+    // The returned task runs on the loop that awaits it.
+
+    /// asyncio's `loop.create_connection(factory, host, port, ...)`: see corio/net.hpp.
+    template <class Factory, class... Args>
+    auto create_connection(Factory&& factory, Args&&... args);
+    /// asyncio's `loop.create_server(factory, host, port, ...)`: see corio/net.hpp.
+    template <class Factory, class... Args>
+    auto create_server(Factory&& factory, Args&&... args);
+    /// asyncio's `loop.create_unix_connection(factory, path)`: see corio/net.hpp.
+    template <class Factory, class... Args>
+    auto create_unix_connection(Factory&& factory, Args&&... args);
+    /// asyncio's `loop.create_unix_server(factory, path)`: see corio/net.hpp.
+    template <class Factory, class... Args>
+    auto create_unix_server(Factory&& factory, Args&&... args);
+    /// asyncio's `loop.create_datagram_endpoint(factory, local_addr, remote_addr, ...)`: see
+    /// corio/datagram.hpp.
+    template <class Factory, class... Args>
+    auto create_datagram_endpoint(Factory&& factory, Args&&... args);
 
     // --- Signals --------------------------------------------------------------------------
 
@@ -614,6 +662,22 @@ private:
     bool m_running = false;
     bool m_stopping = false;
     bool m_closed = false;
+
+    // Executors (corio/executor.hpp; set only once one is used). Workers post through
+    // m_executor_link, whose loop pointer close() clears: a job finishing after close() (or
+    // after the loop is gone) never touches the loop. m_close_executors is close()'s hook.
+    friend struct detail::executor_ops;
+    std::shared_ptr<executor> m_default_executor;
+    std::shared_ptr<detail::executor_link> m_executor_link;
+    void (*m_close_executors)(event_loop&) noexcept = nullptr;
+    bool m_executor_shutdown_called = false;
+
+    // Per-loop objects of corio's layers (see loop_ops::add_attachment), destroyed by close().
+    struct attachment {
+        const void* key;
+        std::shared_ptr<void> value;
+    };
+    std::vector<attachment> m_attachments;
 };
 
 // --- get_running_loop ------------------------------------------------------------------------
@@ -641,6 +705,7 @@ inline void handle::cancel() noexcept {
 inline void event_loop::close() {
     if (m_running) throw std::runtime_error("Cannot close a running event loop");
     if (m_closed) return;
+    if (m_close_executors) m_close_executors(*this); // executors: see corio/executor.hpp
     {
         std::lock_guard lock(m_ts_mutex);
         m_ts_closed = true;
@@ -686,6 +751,12 @@ inline void event_loop::close() {
     m_closed = true;
     m_fds.clear();
     m_watched_fds = 0;
+    // Newest first; a destructor may look for its siblings, so each leaves the list first.
+    while (!m_attachments.empty()) {
+        std::shared_ptr<void> last = std::move(m_attachments.back().value);
+        m_attachments.pop_back();
+        last.reset();
+    }
     while (detail::future_core* f = m_live_head) {
         detail::loop_ops::unlink(*this, f);
         f->detach_loop();
@@ -756,6 +827,17 @@ inline void loop_ops::check_open(const event_loop* loop) {
 }
 
 inline std::int64_t loop_ops::now_ns(const event_loop& loop) noexcept { return loop.now_ns(); }
+
+inline void* loop_ops::find_attachment(const event_loop& loop, const void* key) noexcept {
+    for (const auto& a : loop.m_attachments)
+        if (a.key == key) return a.value.get();
+    return nullptr;
+}
+
+inline void loop_ops::add_attachment(event_loop& loop, const void* key, std::shared_ptr<void> value) {
+    check_open(&loop);
+    loop.m_attachments.push_back({key, std::move(value)});
+}
 
 inline void loop_ops::add_timer(event_loop& loop, timer_node* n, std::int64_t when_ns) {
     loop.m_timers.push(n, when_ns);

@@ -333,7 +333,7 @@ public:
     /// `co_await fut` suspends until the future is done, then gives `result()`: a copy for an
     /// lvalue, moved out for an rvalue that is the last handle. If the awaiting task is
     /// cancelled, the future is cancelled too (as asyncio does); `co_await f.wait_done()` waits
-    /// without that (`shield` is planned).
+    /// without that (and `corio::shield` protects the future from it).
     ///@{
     detail::future_awaiter<T> operator co_await() const& noexcept { return detail::future_awaiter<T>(*this); }
     detail::future_awaiter<T> operator co_await() && noexcept {

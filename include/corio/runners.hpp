@@ -4,13 +4,15 @@
 ///
 /// Creates a new event loop, runs `main` to completion, then cancels every task still pending
 /// and waits for them to finish (errors they end with are reported through the exception
-/// handler, as "unhandled exception during corio::run() shutdown"), closes the loop, and
-/// returns main's value or rethrows its exception.
+/// handler, as "unhandled exception during corio::run() shutdown"), shuts the default executor
+/// down and waits for its jobs (`loop.shutdown_default_executor()`, see corio/executor.hpp),
+/// closes the loop, and returns main's value or rethrows its exception.
 ///
 /// Throws `std::logic_error` when called from a running loop (asyncio raises RuntimeError;
 /// calling it there is a programming error, not a runtime condition).
 
 #include <corio/event_loop.hpp>
+#include <corio/executor.hpp>
 #include <corio/task.hpp>
 
 #include <exception>
@@ -47,6 +49,13 @@ inline void cancel_all_tasks(event_loop& loop) {
     }
 }
 
+/// asyncio.run's `loop.run_until_complete(loop.shutdown_default_executor())`, skipped (no
+/// task, no loop iteration) when no default executor was ever made.
+inline void shutdown_default_executor(event_loop& loop) {
+    if (!executor_ops::has_default_executor(loop)) return;
+    loop.run_until_complete(loop.shutdown_default_executor());
+}
+
 } // namespace detail
 
 /// Runs `main` (a `task<T>`, a callable returning an awaitable, or an awaitable) on a new
@@ -64,6 +73,13 @@ auto run(Aw&& main, run_options options = {}) {
             } catch (...) {
                 loop.call_exception_handler(
                     {"error while cancelling tasks in corio::run()", std::current_exception(), {}});
+            }
+            try {
+                detail::shutdown_default_executor(loop);
+            } catch (...) {
+                loop.call_exception_handler({"error while shutting down the default executor in "
+                                             "corio::run()",
+                                             std::current_exception(), {}});
             }
             loop.close();
         }

@@ -18,8 +18,9 @@
 ///     }
 ///
 /// Work on other threads: a virtual-time loop with work outstanding elsewhere (bracketed by
-/// `event_loop::begin_external_work`/`end_external_work`; the planned executors, to_thread and
-/// run_in_executor, will do that) blocks for it instead of jumping ahead. Without that bracket,
+/// `event_loop::begin_external_work`/`end_external_work`, as `to_thread` and `run_in_executor`
+/// do) blocks for it instead of jumping ahead. A running subprocess or a socket peer counts
+/// as I/O, not as such work: a timer can fire before it answers. Without that bracket,
 /// the clock jumps to the next timer even while another thread is about to call
 /// `call_soon_threadsafe`.
 

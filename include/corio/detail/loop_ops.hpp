@@ -6,6 +6,7 @@
 #include <corio/exceptions.hpp>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace corio {
@@ -36,6 +37,12 @@ struct loop_ops {
     static void remove_timer(event_loop& loop, timer_node* n) noexcept;
     /// Tasks of the loop that are not done, oldest first.
     static std::vector<task_core*> pending_tasks(const event_loop& loop);
+    /// Per-loop objects of corio's own layers (the networking registry, ...), found by the
+    /// address of a key object: null if there is none. close() destroys them, newest first,
+    /// once it has dropped the fd watches (the loop is closed by then).
+    static void* find_attachment(const event_loop& loop, const void* key) noexcept;
+    /// Adds one (see find_attachment). Throws `std::runtime_error` if the loop is closed.
+    static void add_attachment(event_loop& loop, const void* key, std::shared_ptr<void> value);
 };
 
 } // namespace corio::detail
