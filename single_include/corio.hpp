@@ -55,10 +55,253 @@
 /// | corio/queue.hpp        | queues                           |
 /// | corio/locks.hpp        | locks (+ barrier)                |
 /// | corio/testing.hpp      | test_utils (virtual time)        |
+/// | corio/executor.hpp     | to_thread, run_in_executor, concurrent.futures.ThreadPoolExecutor |
+/// | corio/address.hpp      | socket addresses ((host, port) tuples) |
+/// | corio/resolver.hpp     | getaddrinfo, socket.getservbyname |
+/// | corio/transports.hpp   | transports                       |
+/// | corio/protocols.hpp    | protocols                        |
+/// | corio/net.hpp          | create_connection, create_server, Server (TCP, Unix) |
+/// | corio/datagram.hpp     | create_datagram_endpoint (UDP, Unix datagrams) |
+/// | corio/streams.hpp      | streams (open_connection, start_server, StreamReader/Writer) |
+/// | corio/subprocess.hpp   | subprocess (create_subprocess_exec) |
 
 /// \namespace corio
 /// Everything corio has: asyncio's names, in C++. `corio::detail` is the implementation, not API.
 
+// ---- begin corio/address.hpp (included from corio/corio.hpp) ----
+/// \file corio/address.hpp
+/// `corio::address`: a socket address (IPv4, IPv6 or Unix path), the value asyncio spells as a
+/// `(host, port)` tuple or a path, and `corio::port_or_service`, the "port" argument of the
+/// connection functions (`8080` or `"http"`).
+///
+/// ```
+/// corio::address a{"127.0.0.1", 8080};      // asyncio: ('127.0.0.1', 8080)
+/// corio::address b{"::1", 53};              // asyncio: ('::1', 53, 0, 0)
+/// auto u = corio::address::unix_path("/tmp/s");
+/// a.host(); a.port(); a.to_string();        // "127.0.0.1", 8080, "127.0.0.1:8080"
+/// ```
+///
+/// An address holds numeric hosts only; names are resolved with `corio::getaddrinfo`
+/// (corio/resolver.hpp), off the loop thread.
+
+#include <cerrno>
+#include <compare>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+namespace corio {
+
+/// A socket address: IPv4 or IPv6 host and port, or a Unix-domain path. A value type
+/// (copyable, comparable); the default address is empty (`family() == AF_UNSPEC`).
+class address {
+public:
+    /// The empty address (family AF_UNSPEC).
+    address() noexcept { std::memset(&m_storage, 0, sizeof m_storage); }
+
+    /// A numeric IPv4 or IPv6 host and a port: `{"127.0.0.1", 80}`, `{"::1", 80}`,
+    /// `{"fe80::1%eth0", 80}`. An empty host or "0.0.0.0" means any IPv4 address.
+    /// Throws `std::invalid_argument` if `host` is not a numeric address (use getaddrinfo for
+    /// names) or `port` is outside 0..65535.
+    address(std::string_view host, int port) : address() {
+        if (port < 0 || port > 65535)
+            throw std::invalid_argument("corio::address: port out of range: " +
+                                        std::to_string(port));
+        const std::string h(host.empty() ? std::string_view("0.0.0.0") : host);
+        auto* v4 = reinterpret_cast<sockaddr_in*>(&m_storage);
+        if (::inet_pton(AF_INET, h.c_str(), &v4->sin_addr) == 1) {
+            v4->sin_family = AF_INET;
+            v4->sin_port = htons(static_cast<std::uint16_t>(port));
+            m_size = sizeof(sockaddr_in);
+            return;
+        }
+        std::string bare = h;
+        std::uint32_t scope = 0;
+        if (auto pct = bare.find('%'); pct != std::string::npos) {
+            scope = parse_scope(bare.substr(pct + 1));
+            bare.resize(pct);
+        }
+        if (bare.size() > 2 && bare.front() == '[' && bare.back() == ']')
+            bare = bare.substr(1, bare.size() - 2);
+        auto* v6 = reinterpret_cast<sockaddr_in6*>(&m_storage);
+        if (::inet_pton(AF_INET6, bare.c_str(), &v6->sin6_addr) == 1) {
+            v6->sin6_family = AF_INET6;
+            v6->sin6_port = htons(static_cast<std::uint16_t>(port));
+            v6->sin6_scope_id = scope;
+            m_size = sizeof(sockaddr_in6);
+            return;
+        }
+        std::memset(&m_storage, 0, sizeof m_storage);
+        throw std::invalid_argument("corio::address: not a numeric IPv4 or IPv6 address: '" + h +
+                                    "' (resolve names with corio::getaddrinfo)");
+    }
+
+    /// A Unix-domain socket path. Throws `std::invalid_argument` if it does not fit in
+    /// `sockaddr_un` (about 107 bytes) or is empty. A path starting with '\0' is a Linux
+    /// abstract-namespace name.
+    static address unix_path(std::string_view path) {
+        address a;
+        auto* un = reinterpret_cast<sockaddr_un*>(&a.m_storage);
+        if (path.empty() || path.size() >= sizeof un->sun_path)
+            throw std::invalid_argument("corio::address: bad Unix socket path length " +
+                                        std::to_string(path.size()));
+        un->sun_family = AF_UNIX;
+        std::memcpy(un->sun_path, path.data(), path.size());
+        a.m_size = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() +
+                                          (path[0] == '\0' ? 0 : 1));
+        return a;
+    }
+
+    /// Copies a `sockaddr` the system returned (accept, getpeername, recvfrom, getaddrinfo).
+    /// Throws `std::invalid_argument` if `len` is larger than `sockaddr_storage`.
+    static address from_sockaddr(const sockaddr* sa, socklen_t len) {
+        address a;
+        if (len > static_cast<socklen_t>(sizeof a.m_storage))
+            throw std::invalid_argument("corio::address: sockaddr too large");
+        if (sa && len > 0) std::memcpy(&a.m_storage, sa, static_cast<std::size_t>(len));
+        a.m_size = len;
+        return a;
+    }
+
+    /// AF_INET, AF_INET6, AF_UNIX, or AF_UNSPEC for the empty address.
+    int family() const noexcept { return m_size == 0 ? AF_UNSPEC : m_storage.ss_family; }
+    /// True unless this is the empty address.
+    explicit operator bool() const noexcept { return m_size != 0; }
+
+    /// The numeric host ("127.0.0.1", "::1"), or the path of a Unix address, or "" if empty.
+    std::string host() const {
+        char buf[INET6_ADDRSTRLEN] = {};
+        switch (family()) {
+        case AF_INET:
+            ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&m_storage)->sin_addr, buf,
+                        sizeof buf);
+            return buf;
+        case AF_INET6:
+            ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&m_storage)->sin6_addr,
+                        buf, sizeof buf);
+            return buf;
+        case AF_UNIX: {
+            const auto* un = reinterpret_cast<const sockaddr_un*>(&m_storage);
+            const std::size_t off = offsetof(sockaddr_un, sun_path);
+            if (static_cast<std::size_t>(m_size) <= off) return {}; // unnamed socket
+            std::size_t n = static_cast<std::size_t>(m_size) - off;
+            if (un->sun_path[0] != '\0') n = ::strnlen(un->sun_path, n);
+            return std::string(un->sun_path, n);
+        }
+        default:
+            return {};
+        }
+    }
+
+    /// The port (host byte order); 0 for Unix and empty addresses.
+    int port() const noexcept {
+        switch (family()) {
+        case AF_INET:
+            return ntohs(reinterpret_cast<const sockaddr_in*>(&m_storage)->sin_port);
+        case AF_INET6:
+            return ntohs(reinterpret_cast<const sockaddr_in6*>(&m_storage)->sin6_port);
+        default:
+            return 0;
+        }
+    }
+
+    /// "127.0.0.1:80", "[::1]:80", the path of a Unix address, or "" if empty.
+    std::string to_string() const {
+        switch (family()) {
+        case AF_INET:
+            return host() + ':' + std::to_string(port());
+        case AF_INET6:
+            return '[' + host() + "]:" + std::to_string(port());
+        default:
+            return host();
+        }
+    }
+
+    /// The raw address, for system calls.
+    const sockaddr* data() const noexcept { return reinterpret_cast<const sockaddr*>(&m_storage); }
+    /// The raw address, for system calls that fill it in (set size() with resize()).
+    sockaddr* data() noexcept { return reinterpret_cast<sockaddr*>(&m_storage); }
+    /// The length of the raw address.
+    socklen_t size() const noexcept { return m_size; }
+    /// The largest raw address this type holds (for accept/recvfrom buffers).
+    static constexpr socklen_t capacity() noexcept {
+        return static_cast<socklen_t>(sizeof(sockaddr_storage));
+    }
+    /// Sets the length after a system call filled data(); clamps to capacity().
+    void resize(socklen_t len) noexcept { m_size = len > capacity() ? capacity() : len; }
+
+    /// Byte-wise equality of the meaningful part.
+    friend bool operator==(const address& a, const address& b) noexcept {
+        return a.m_size == b.m_size &&
+               std::memcmp(&a.m_storage, &b.m_storage, static_cast<std::size_t>(a.m_size)) == 0;
+    }
+
+private:
+    static std::uint32_t parse_scope(const std::string& s) {
+        if (s.empty()) return 0;
+        std::uint32_t v = 0;
+        for (char c : s) {
+            if (c < '0' || c > '9') {
+                unsigned idx = ::if_nametoindex(s.c_str());
+                if (idx == 0)
+                    throw std::invalid_argument("corio::address: unknown IPv6 scope '" + s + "'");
+                return idx;
+            }
+            v = v * 10 + static_cast<std::uint32_t>(c - '0');
+        }
+        return v;
+    }
+
+    sockaddr_storage m_storage;
+    socklen_t m_size = 0;
+};
+
+/// The port argument of the connection functions: a number (`8080`) or a service name
+/// (`"http"`, resolved by getaddrinfo). Implicit from both, so `open_connection(host, 80)` and
+/// `open_connection(host, "http")` both read naturally.
+class port_or_service {
+public:
+    /// A port number (0..65535; checked when used).
+    port_or_service(int port) : m_text(std::to_string(port)), m_port(port) {}
+    /// A service name or a port in decimal ("80").
+    port_or_service(std::string_view service) : m_text(service) {}
+    /// As the string_view form.
+    port_or_service(const char* service) : m_text(service ? service : "") {}
+    /// As the string_view form.
+    port_or_service(std::string service) : m_text(std::move(service)) {}
+
+    /// The text getaddrinfo gets ("80" or "http").
+    const std::string& str() const noexcept { return m_text; }
+    /// The number if given as one (or as decimal text), else -1.
+    int number() const noexcept {
+        if (m_port >= 0) return m_port;
+        if (m_text.empty() || m_text.size() > 5) return -1;
+        int v = 0;
+        for (char c : m_text) {
+            if (c < '0' || c > '9') return -1;
+            v = v * 10 + (c - '0');
+        }
+        return v;
+    }
+
+private:
+    std::string m_text;
+    int m_port = -1;
+};
+
+} // namespace corio
+// ---- end corio/address.hpp ----
 // ---- begin corio/as_completed.hpp (included from corio/corio.hpp) ----
 /// \file corio/as_completed.hpp
 /// `corio::as_completed(futures, timeout)`: asyncio.as_completed, as an iterator whose `next()`
@@ -149,7 +392,6 @@
 /// optional interface that streams can detect with a concept, without changing the loop.
 
 #include <concepts>
-#include <cstdint>
 
 /// What the event loop asks of the operating system: the `backend` concept and its
 /// implementations (epoll on Linux).
@@ -207,9 +449,7 @@ concept backend = requires(B& b, const B& cb, int fd, io_events ev, std::int64_t
 
 
 #include <array>
-#include <cerrno>
 #include <climits>
-#include <system_error>
 
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -340,7 +580,6 @@ using default_backend = epoll_backend;
 /// The loop's FIFO of runnable work. Nodes are intrusive: a task or a callback carries its own
 /// link and entry point, so scheduling never allocates.
 
-#include <cstddef>
 
 namespace corio::detail {
 
@@ -503,7 +742,6 @@ private:
 #include <atomic>
 #include <optional>
 #include <type_traits>
-#include <utility>
 
 namespace corio {
 class event_loop;
@@ -650,8 +888,6 @@ private:
 /// (see docs/porting.md); the others are thrown today.
 
 #include <exception>
-#include <stdexcept>
-#include <string>
 
 namespace corio {
 
@@ -696,18 +932,25 @@ public:
     explicit invalid_state_error(const std::string& what) : std::logic_error(what) {}
 };
 
-/// `readexactly(n)` met end of stream before `n` bytes (streams: planned).
+/// `readexactly(n)` or `readuntil(sep)` met end of stream first (corio/streams.hpp).
 class incomplete_read_error : public std::runtime_error {
 public:
-    /// what() reads "P bytes read on a total of N expected bytes", as asyncio's message.
+    /// `expected` is how many bytes were asked for, or `unknown_size` (readuntil). what() reads
+    /// "P bytes read on a total of N expected bytes" (or "... of undefined expected bytes"), as
+    /// asyncio's message.
     incomplete_read_error(std::string partial, std::size_t expected)
         : std::runtime_error(std::to_string(partial.size()) + " bytes read on a total of " +
-                             std::to_string(expected) + " expected bytes"),
+                             (expected == unknown_size ? std::string("undefined")
+                                                       : std::to_string(expected)) +
+                             " expected bytes"),
           m_partial(std::move(partial)), m_expected(expected) {}
+
+    /// The `expected()` of a read that had no size (asyncio's `expected=None`).
+    static constexpr std::size_t unknown_size = static_cast<std::size_t>(-1);
 
     /// The bytes read before end of stream.
     const std::string& partial() const noexcept { return m_partial; }
-    /// How many bytes were asked for.
+    /// How many bytes were asked for; `unknown_size` for readuntil.
     std::size_t expected() const noexcept { return m_expected; }
 
 private:
@@ -715,7 +958,7 @@ private:
     std::size_t m_expected;
 };
 
-/// A separator was not found within the reader's `limit` (streams: planned).
+/// A separator was not found within the reader's `limit` (corio/streams.hpp).
 class limit_overrun_error : public std::runtime_error {
 public:
     /// `consumed`: see consumed().
@@ -1027,7 +1270,6 @@ protected:
 /// the loop that registered it (both async-signal-safe); that loop then runs the user's
 /// callback as an ordinary callback on its own thread.
 
-#include <cerrno>
 #include <csignal>
 
 #include <unistd.h>
@@ -1296,10 +1538,8 @@ inline task_core& require_current_task() {
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <functional>
 #include <mutex>
-#include <system_error>
 #include <thread>
 #include <typeinfo>
 
@@ -3879,6 +4119,1716 @@ async_generator<T> async_generator_promise<T>::get_return_object() noexcept {
 
 } // namespace corio
 // ---- end corio/async_generator.hpp ----
+// ---- begin corio/datagram.hpp (included from corio/corio.hpp) ----
+/// \file corio/datagram.hpp
+/// Datagram endpoints: asyncio's `loop.create_datagram_endpoint`, for UDP (IPv4, IPv6) and Unix
+/// datagram sockets.
+///
+/// ```
+/// struct echo : corio::datagram_protocol {
+///     corio::datagram_transport* t = nullptr;
+///     void connection_made(corio::datagram_transport& tr) override { t = &tr; }
+///     void datagram_received(std::string_view data, const corio::address& from) override {
+///         t->sendto(data, from);
+///     }
+/// };
+/// auto [transport, proto] = co_await corio::create_datagram_endpoint(
+///     [] { return std::make_shared<echo>(); }, corio::address{"127.0.0.1", 9999});
+/// ```
+///
+/// | asyncio | corio |
+/// |---|---|
+/// | `loop.create_datagram_endpoint(P, local_addr=('127.0.0.1', 0))` | `create_datagram_endpoint(factory, corio::address{"127.0.0.1", 0})` (or `loop.create_datagram_endpoint(...)`) |
+/// | `remote_addr=('127.0.0.1', 53)` | third argument: `create_datagram_endpoint(factory, {}, corio::address{"127.0.0.1", 53})` |
+/// | `family=socket.AF_UNIX`, `local_addr='/tmp/s'` | `corio::address::unix_path("/tmp/s")` (the family follows the address) |
+/// | `reuse_port=True`, `allow_broadcast=True` | `corio::datagram_options{.reuse_port = true, .allow_broadcast = true}` |
+/// | `transport.sendto(data, addr)` / `sendto(data)` | same (the second for a connected endpoint) |
+/// | `transport.get_extra_info('sockname')` | `transport->extra_info<corio::address>("sockname")` |
+///
+/// Behaviour (as CPython's selector datagram transport; details in
+/// corio/detail/datagram_transport.hpp):
+/// - `datagram_received(data, from)` once per datagram, in arrival order; a datagram larger than
+///   64 KiB (possible on Unix sockets only) arrives truncated. Empty datagrams are sent and
+///   received (asyncio before 3.13 silently skipped sending them).
+/// - `sendto` never blocks: it sends at once if nothing is queued, else queues (a full socket
+///   buffer, EAGAIN) and sends on writability; `pause_writing()` / `resume_writing()` at the
+///   water marks (64 KiB / 16 KiB). A send that fails (EMSGSIZE, ECONNREFUSED, ...) goes to
+///   `error_received` and the endpoint stays open; so does a receive that fails (an ICMP "port
+///   unreachable" after a send on a connected endpoint shows up as ECONNREFUSED).
+/// - `sendto` after `close()` is dropped silently. `close()` sends what is queued, then calls
+///   `connection_lost(nullptr)` once, on a later loop iteration; `abort()` drops the queue.
+/// - An exception escaping `datagram_received` or `error_received` goes to the loop's
+///   exception handler and the endpoint keeps receiving (CPython's behaviour for datagram
+///   transports; stream transports abort instead).
+/// - Closing the loop with endpoints still open closes their sockets (no connection_lost).
+/// - Unix paths: a stale socket file at the local path is removed before binding (as asyncio);
+///   the file is NOT removed when the endpoint closes (asyncio does not either): unlink it
+///   yourself.
+/// - Hosts are numeric (`corio::address`); resolve names first with `corio::getaddrinfo`.
+
+// ---- begin corio/detail/datagram_transport.hpp (included from corio/datagram.hpp) ----
+/// \file corio/detail/datagram_transport.hpp
+/// The datagram transport behind `corio::create_datagram_endpoint` (corio/datagram.hpp): a
+/// UDP or Unix datagram socket driven by the loop's add_reader/add_writer, with the semantics
+/// of CPython's `_SelectorDatagramTransport`:
+///
+/// - Reading: each readiness receives datagrams until EAGAIN, at most `max_reads_per_ready`
+///   of them (the fd is level-triggered: what is left is read on the next iteration, after the
+///   other ready callbacks: fairness). A datagram larger than the 64 KiB receive buffer is
+///   delivered truncated, as asyncio does. A failed receive (ECONNREFUSED from an ICMP "port
+///   unreachable" on a connected socket, ...) goes to `error_received`; the endpoint stays open.
+/// - Writing: `sendto` sends at once when nothing is queued; on EAGAIN the datagram is queued
+///   and the queue is flushed when the socket becomes writable. Send errors go to
+///   `error_received` (synchronously, from inside `sendto`, when the immediate send fails).
+///   Flow control as asyncio's `_FlowControlMixin`: `pause_writing()` when the queued size goes
+///   over the high-water mark, `resume_writing()` once it drains to the low-water mark.
+/// - Exceptions escaping `datagram_received` / `error_received` go to the loop's exception
+///   handler and the endpoint keeps working (in CPython they escape `_read_ready` into the
+///   loop's handler, the transport stays open). Exceptions escaping `connection_lost`,
+///   `pause_writing` and `resume_writing` are reported too.
+/// - close(): stops reading, sends what is queued, then calls `connection_lost(nullptr)` on a
+///   later iteration (exactly once) and closes the socket. abort(): drops the queue, same end.
+///
+/// Ownership: while the endpoint is open the loop owns a reference, through the reader
+/// (and writer) callbacks and the scheduled connection_lost call. Closing the loop with an
+/// endpoint still open drops those callbacks, which destroys the transport and closes the
+/// socket (without a connection_lost call, as asyncio). The destructor never touches the loop.
+
+// ---- begin corio/detail/socket.hpp (included from corio/detail/datagram_transport.hpp) ----
+/// \file corio/detail/socket.hpp
+/// File-descriptor and socket helpers for the stream transports and servers (corio/net.hpp):
+/// an RAII fd, non-blocking close-on-exec sockets and pipes, accept, sends and pipe writes that
+/// never raise SIGPIPE, and errno-to-exception helpers.
+///
+/// ## Portability
+/// Linux has `accept4`, `pipe2`, `SOCK_NONBLOCK | SOCK_CLOEXEC` and `MSG_NOSIGNAL`; each is used
+/// under `#ifdef`, with an `fcntl` fallback (and `SO_NOSIGPIPE` / `F_SETNOSIGPIPE` where the
+/// system has them instead of MSG_NOSIGNAL, as macOS). The fallbacks leave a window between
+/// creating an fd and marking it close-on-exec in which a fork+exec on another thread inherits
+/// it; that is what every portable library accepts.
+///
+/// ## SIGPIPE
+/// Writing to a socket or pipe whose reading end is gone raises SIGPIPE, whose default action
+/// kills the process. A library must neither die nor change the process's signal dispositions,
+/// so:
+/// - sockets: `send(..., MSG_NOSIGNAL)`; where that flag does not exist, `SO_NOSIGPIPE` is set
+///   on every socket corio creates or accepts;
+/// - pipes (no per-call flag exists): where `F_SETNOSIGPIPE` exists (macOS) it is set on the
+///   fd; elsewhere `pipe_write` blocks SIGPIPE for the calling thread around `write()` and,
+///   if the write failed with EPIPE, consumes the SIGPIPE it generated (`sigtimedwait` with a
+///   zero timeout), unless one was already pending before the write, which it leaves for its
+///   owner. The write then fails with EPIPE like any other error.
+
+
+#include <ctime>
+
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+namespace corio::detail {
+
+/// Owns a file descriptor: closes it when destroyed unless released. Move-only.
+class unique_fd {
+public:
+    unique_fd() = default;
+    /// Adopts `fd` (-1: empty).
+    explicit unique_fd(int fd) noexcept : m_fd(fd) {}
+    unique_fd(unique_fd&& o) noexcept : m_fd(std::exchange(o.m_fd, -1)) {}
+    unique_fd& operator=(unique_fd&& o) noexcept {
+        if (this != &o) reset(std::exchange(o.m_fd, -1));
+        return *this;
+    }
+    unique_fd(const unique_fd&) = delete;
+    unique_fd& operator=(const unique_fd&) = delete;
+    ~unique_fd() { reset(); }
+
+    int get() const noexcept { return m_fd; }
+    explicit operator bool() const noexcept { return m_fd >= 0; }
+    /// Gives up ownership.
+    int release() noexcept { return std::exchange(m_fd, -1); }
+    /// Closes the fd it owns (if any) and adopts `fd`. close() errors are ignored: the fd is
+    /// released whatever close() says (POSIX leaves its state unspecified on EINTR, and Linux
+    /// always frees it, so retrying could close someone else's fd).
+    void reset(int fd = -1) noexcept {
+        if (m_fd >= 0) ::close(m_fd);
+        m_fd = fd;
+    }
+
+private:
+    int m_fd = -1;
+};
+
+/// asyncio's OSError: `std::system_error(err, std::generic_category(), what)`.
+[[noreturn]] inline void throw_os_error(int err, const std::string& what) {
+    throw std::system_error(err, std::generic_category(), what);
+}
+
+/// Sets or clears O_NONBLOCK. Throws `std::system_error`.
+inline void set_nonblocking(int fd, bool on = true) {
+    const int fl = ::fcntl(fd, F_GETFL);
+    if (fl < 0) throw_os_error(errno, "fcntl(F_GETFL)");
+    const int want = on ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK);
+    if (want != fl && ::fcntl(fd, F_SETFL, want) < 0) throw_os_error(errno, "fcntl(O_NONBLOCK)");
+}
+
+/// Sets FD_CLOEXEC. Throws `std::system_error`.
+inline void set_cloexec(int fd) {
+    const int fl = ::fcntl(fd, F_GETFD);
+    if (fl < 0 || ::fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0) throw_os_error(errno, "fcntl(FD_CLOEXEC)");
+}
+
+/// An int socket option. Throws `std::system_error` with `what`.
+inline void set_socket_option(int fd, int level, int name, int value, const char* what) {
+    if (::setsockopt(fd, level, name, &value, sizeof value) != 0) throw_os_error(errno, what);
+}
+
+/// Where send() has no MSG_NOSIGNAL, the socket itself must be told not to raise SIGPIPE.
+inline void set_no_sigpipe([[maybe_unused]] int fd) noexcept {
+#if !defined(MSG_NOSIGNAL) && defined(SO_NOSIGPIPE)
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#endif
+}
+
+/// A non-blocking, close-on-exec socket. Throws `std::system_error`.
+inline unique_fd open_socket(int family, int type, int protocol = 0) {
+#if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC)
+    unique_fd fd(::socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol));
+    if (!fd) throw_os_error(errno, "socket");
+#else
+    unique_fd fd(::socket(family, type, protocol));
+    if (!fd) throw_os_error(errno, "socket");
+    set_cloexec(fd.get());
+    set_nonblocking(fd.get());
+#endif
+    set_no_sigpipe(fd.get());
+    return fd;
+}
+
+/// accept() giving a non-blocking, close-on-exec socket (accept4 where available). Returns the
+/// new fd, or -1 with errno set (never throws: the accept loop sorts the errors). Fills `peer`
+/// if not null.
+inline int accept_socket(int listen_fd, address* peer) noexcept {
+    address tmp;
+    address& a = peer ? *peer : tmp;
+    socklen_t len = address::capacity();
+#if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__) || defined(__OpenBSD__) || \
+    defined(__DragonFly__)
+    const int fd = ::accept4(listen_fd, a.data(), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return -1;
+#else
+    const int fd = ::accept(listen_fd, a.data(), &len);
+    if (fd < 0) return -1;
+    if (::fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 || ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+        const int e = errno;
+        ::close(fd);
+        errno = e;
+        return -1;
+    }
+#endif
+    a.resize(len);
+    set_no_sigpipe(fd);
+    return fd;
+}
+
+/// A close-on-exec pipe `{read end, write end}` (blocking: set_nonblocking the ends the loop
+/// watches). Throws `std::system_error`.
+inline std::pair<unique_fd, unique_fd> open_pipe() {
+    int fds[2];
+#if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__) || defined(__OpenBSD__) || \
+    defined(__DragonFly__)
+    if (::pipe2(fds, O_CLOEXEC) != 0) throw_os_error(errno, "pipe2");
+    return {unique_fd(fds[0]), unique_fd(fds[1])};
+#else
+    if (::pipe(fds) != 0) throw_os_error(errno, "pipe");
+    std::pair<unique_fd, unique_fd> p{unique_fd(fds[0]), unique_fd(fds[1])};
+    set_cloexec(fds[0]);
+    set_cloexec(fds[1]);
+    return p;
+#endif
+}
+
+/// Where the system can (macOS: F_SETNOSIGPIPE), marks a pipe fd so that writes to it never
+/// raise SIGPIPE; returns false elsewhere, where pipe_write does the blocking dance instead.
+inline bool set_pipe_no_sigpipe([[maybe_unused]] int fd) noexcept {
+#if defined(F_SETNOSIGPIPE)
+    return ::fcntl(fd, F_SETNOSIGPIPE, 1) == 0;
+#else
+    return false;
+#endif
+}
+
+/// send() that never raises SIGPIPE: returns what send returns (errno set on -1).
+inline ssize_t socket_send(int fd, const char* data, std::size_t n) noexcept {
+#if defined(MSG_NOSIGNAL)
+    return ::send(fd, data, n, MSG_NOSIGNAL);
+#else
+    return ::send(fd, data, n, 0); // SO_NOSIGPIPE was set on the socket
+#endif
+}
+
+/// write() to a pipe that never raises SIGPIPE (see the file comment): returns what write
+/// returns (errno set on -1). `no_sigpipe_fd`: the fd was marked with set_pipe_no_sigpipe.
+inline ssize_t pipe_write(int fd, const char* data, std::size_t n, bool no_sigpipe_fd) noexcept {
+    if (no_sigpipe_fd) return ::write(fd, data, n);
+#if !defined(_POSIX_REALTIME_SIGNALS) || _POSIX_REALTIME_SIGNALS <= 0
+    // No sigtimedwait to take a generated SIGPIPE back: such systems must mark the fd with
+    // set_pipe_no_sigpipe (macOS has F_SETNOSIGPIPE), or ignore SIGPIPE.
+    return ::write(fd, data, n);
+#else
+    sigset_t pipe_set, old_set;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    // Block first, then look: a SIGPIPE pending now (for this thread or the process) belongs
+    // to someone else and must not be consumed.
+    const bool blocked = ::pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set) == 0;
+    bool was_pending = false;
+    if (blocked) {
+        sigset_t pending;
+        sigemptyset(&pending);
+        if (::sigpending(&pending) == 0) was_pending = sigismember(&pending, SIGPIPE) == 1;
+    }
+    ssize_t r = ::write(fd, data, n);
+    const int err = errno;
+    if (blocked) {
+        if (r < 0 && err == EPIPE && !was_pending) {
+            // The write queued a SIGPIPE for this thread: take it back before unblocking.
+            const timespec zero{0, 0};
+            while (::sigtimedwait(&pipe_set, nullptr, &zero) < 0 && errno == EINTR) {
+            }
+        }
+        if (sigismember(&old_set, SIGPIPE) != 1) ::pthread_sigmask(SIG_SETMASK, &old_set, nullptr);
+    }
+    errno = err;
+    return r;
+#endif
+}
+
+/// Disables Nagle's algorithm on a TCP socket, as asyncio does for every stream socket. Errors
+/// (not a TCP socket: a Unix socket) are ignored.
+inline void set_tcp_nodelay(int fd) noexcept {
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+/// getsockname; the empty address on failure.
+inline address socket_local_address(int fd) {
+    address a;
+    socklen_t len = address::capacity();
+    if (::getsockname(fd, a.data(), &len) != 0) return address{};
+    a.resize(len);
+    return a;
+}
+
+/// getpeername; the empty address on failure (not connected).
+inline address socket_peer_address(int fd) {
+    address a;
+    socklen_t len = address::capacity();
+    if (::getpeername(fd, a.data(), &len) != 0) return address{};
+    a.resize(len);
+    return a;
+}
+
+/// The pending error of a socket (SO_ERROR), 0 if none; errno if getsockopt itself fails.
+inline int socket_error(int fd) noexcept {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return errno;
+    return err;
+}
+
+/// True if `fd` is a socket.
+inline bool is_socket(int fd) noexcept {
+    struct stat st{};
+    return ::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+/// accept() errors that mean "nothing (more) to accept now": asyncio ignores them.
+inline bool is_transient_accept_error(int err) noexcept {
+    return err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == ECONNABORTED
+#ifdef EPROTO
+           || err == EPROTO
+#endif
+        ;
+}
+
+/// accept() errors that mean "out of a resource": asyncio stops accepting for a while.
+inline bool is_resource_accept_error(int err) noexcept {
+    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
+} // namespace corio::detail
+// ---- end corio/detail/socket.hpp ----
+// ---- begin corio/protocols.hpp (included from corio/detail/datagram_transport.hpp) ----
+/// \file corio/protocols.hpp
+/// Protocols: the callback interfaces transports call (asyncio.protocols). Derive, override
+/// what you need, and give the connection functions a factory returning `std::shared_ptr<P>`:
+///
+/// ```
+/// struct echo : corio::protocol {
+///     corio::transport* t = nullptr;
+///     void connection_made(corio::transport& tr) override { t = &tr; }
+///     void data_received(std::string_view data) override { t->write(data); }
+/// };
+/// auto srv = co_await loop.create_server([] { return std::make_shared<echo>(); }, "127.0.0.1", 0);
+/// ```
+///
+/// Callbacks run on the loop thread, one at a time, in the order asyncio documents:
+/// `connection_made`, then any number of `data_received`, then at most one `eof_received`,
+/// then exactly one `connection_lost`. An exception escaping a callback goes to the loop's
+/// exception handler. As in asyncio, a stream transport is then aborted (connection_lost gets
+/// that exception), while a datagram endpoint keeps working.
+
+// ---- begin corio/transports.hpp (included from corio/protocols.hpp) ----
+/// \file corio/transports.hpp
+/// Transports: asyncio's low-level connection objects (asyncio.transports). A transport owns a
+/// socket or pipe and moves bytes; a *protocol* (corio/protocols.hpp) receives them through
+/// callbacks. Streams (corio/streams.hpp) are built on this pair.
+///
+/// | asyncio | corio |
+/// |---|---|
+/// | `BaseTransport` | `corio::base_transport` |
+/// | `ReadTransport` / `WriteTransport` | `read_transport` / `write_transport` |
+/// | `Transport` | `corio::transport` |
+/// | `DatagramTransport` | `corio::datagram_transport` |
+///
+/// Ownership: transports live in `std::shared_ptr`s. While a connection is open the event loop
+/// holds one reference, so a transport outlives the `connection_lost` call that ends it; the
+/// transport owns its protocol. The `transport&` given to `connection_made` stays valid at
+/// least until `connection_lost` returns; `shared_from_this()` gives a lasting reference.
+///
+/// All members are loop-thread only, like the rest of the loop's objects.
+
+
+#include <any>
+
+namespace corio {
+
+/// What every transport has (asyncio.BaseTransport).
+class base_transport : public std::enable_shared_from_this<base_transport> {
+public:
+    virtual ~base_transport() = default;
+
+    /// Closes the transport: data already written is still sent, then the protocol's
+    /// `connection_lost(nullptr)` is called (on a later iteration, never inside close()).
+    /// Idempotent.
+    virtual void close() = 0;
+    /// True once close() or abort() was called or the connection was lost.
+    virtual bool is_closing() const noexcept = 0;
+
+    /// Optional information about the transport, as asyncio's `get_extra_info(name)`:
+    /// "peername" and "sockname" give a `corio::address`, "socket" and "pipe" the file
+    /// descriptor (`int`). Unknown names give an empty `std::any`.
+    virtual std::any get_extra_info(std::string_view name) const = 0;
+
+    /// get_extra_info as a typed value: empty if the name is unknown or holds another type.
+    template <class T>
+    std::optional<T> extra_info(std::string_view name) const {
+        std::any a = get_extra_info(name);
+        if (const T* p = std::any_cast<T>(&a)) return *p;
+        return std::nullopt;
+    }
+
+protected:
+    ///@{
+    /// Only derived classes make, copy and assign one (no slicing through the base).
+    base_transport() = default;
+    base_transport(const base_transport&) = default;
+    base_transport& operator=(const base_transport&) = default;
+    ///@}
+};
+
+/// The reading half (asyncio.ReadTransport).
+class read_transport : public virtual base_transport {
+public:
+    /// Stops calling the protocol's data_received until resume_reading(). Idempotent.
+    virtual void pause_reading() = 0;
+    /// Resumes calling data_received. Idempotent.
+    virtual void resume_reading() = 0;
+    /// True unless reading is paused or the transport is closing.
+    virtual bool is_reading() const noexcept = 0;
+};
+
+/// The writing half (asyncio.WriteTransport).
+class write_transport : public virtual base_transport {
+public:
+    /// Queues `data` for sending and returns at once (never blocks; sends what it can right
+    /// away). When the buffered size passes the high-water mark the protocol's
+    /// `pause_writing()` is called, and `resume_writing()` once it drains below the low-water
+    /// mark. Throws `std::runtime_error` after write_eof(); data written after the transport
+    /// closed or the connection was lost is dropped (asyncio logs a warning instead).
+    virtual void write(std::string_view data) = 0;
+    /// Closes the write side once buffered data is sent (shutdown(SHUT_WR)); reading goes on.
+    virtual void write_eof() = 0;
+    /// True if write_eof() is supported (TCP, Unix stream sockets, pipes).
+    virtual bool can_write_eof() const noexcept = 0;
+    /// Closes at once: buffered data is discarded, connection_lost(nullptr) follows.
+    virtual void abort() = 0;
+    /// Bytes buffered and not yet handed to the kernel.
+    virtual std::size_t get_write_buffer_size() const noexcept = 0;
+    /// Sets the high- and low-water marks for pause_writing/resume_writing. Defaults as asyncio:
+    /// high 64 KiB, low = high / 4; giving only `high` sets low = high / 4, giving only `low`
+    /// sets high = 4 * low. Throws `std::invalid_argument` if low > high.
+    virtual void set_write_buffer_limits(std::optional<std::size_t> high = std::nullopt,
+                                         std::optional<std::size_t> low = std::nullopt) = 0;
+    /// The current `{low, high}` water marks (asyncio's order).
+    virtual std::pair<std::size_t, std::size_t> get_write_buffer_limits() const noexcept = 0;
+};
+
+/// A bidirectional stream transport: TCP, Unix stream socket (asyncio.Transport).
+class transport : public read_transport, public write_transport {};
+
+/// A datagram transport: UDP or Unix datagram socket (asyncio.DatagramTransport).
+class datagram_transport : public virtual base_transport {
+public:
+    /// Sends one datagram to `to` (never blocks: queued if the socket is not writable).
+    /// Errors of the send are given to the protocol's error_received.
+    virtual void sendto(std::string_view data, const address& to) = 0;
+    /// Sends one datagram to the remote address the endpoint was connected to. Throws
+    /// `std::logic_error` if the endpoint has no remote address.
+    virtual void sendto(std::string_view data) = 0;
+    /// Closes at once, dropping queued datagrams.
+    virtual void abort() = 0;
+    /// Bytes queued and not yet sent.
+    virtual std::size_t get_write_buffer_size() const noexcept = 0;
+    /// Sets the water marks at which the protocol's pause_writing/resume_writing are called;
+    /// same rules and defaults as write_transport::set_write_buffer_limits.
+    virtual void set_write_buffer_limits(std::optional<std::size_t> high = std::nullopt,
+                                         std::optional<std::size_t> low = std::nullopt) = 0;
+    /// The current `{low, high}` water marks.
+    virtual std::pair<std::size_t, std::size_t> get_write_buffer_limits() const noexcept = 0;
+};
+
+} // namespace corio
+// ---- end corio/transports.hpp ----
+
+
+namespace corio {
+
+/// What every protocol has (asyncio.BaseProtocol).
+class base_protocol {
+public:
+    virtual ~base_protocol() = default;
+    /// The connection ended: `exc` is null for a normal close or EOF, else the error (a
+    /// `std::system_error` for a reset, for instance). Called exactly once.
+    virtual void connection_lost(std::exception_ptr exc) { (void)exc; }
+    /// The transport's write buffer went over its high-water mark: stop writing.
+    virtual void pause_writing() {}
+    /// The transport's write buffer drained below its low-water mark: writing may resume.
+    virtual void resume_writing() {}
+
+protected:
+    ///@{
+    /// Only derived classes make, copy and assign one (no slicing through the base).
+    base_protocol() = default;
+    base_protocol(const base_protocol&) = default;
+    base_protocol& operator=(const base_protocol&) = default;
+    ///@}
+};
+
+/// A stream protocol (asyncio.Protocol), for TCP and Unix stream connections.
+class protocol : public base_protocol {
+public:
+    /// The connection is up; `t` stays valid at least until connection_lost returns.
+    virtual void connection_made(transport& t) { (void)t; }
+    /// Some bytes arrived (a view valid only during the call).
+    virtual void data_received(std::string_view data) { (void)data; }
+    /// The peer closed its write side. Return true to keep the transport open (half-closed:
+    /// you may still write), false to have it closed (asyncio's default).
+    virtual bool eof_received() { return false; }
+};
+
+/// A datagram protocol (asyncio.DatagramProtocol), for UDP and Unix datagram endpoints.
+class datagram_protocol : public base_protocol {
+public:
+    /// The endpoint is ready; `t` stays valid at least until connection_lost returns.
+    virtual void connection_made(datagram_transport& t) { (void)t; }
+    /// One datagram arrived from `from` (the view is valid only during the call).
+    virtual void datagram_received(std::string_view data, const address& from) {
+        (void)data;
+        (void)from;
+    }
+    /// A send or receive failed (an ICMP "port unreachable" shows up here as
+    /// ECONNREFUSED); the endpoint stays open.
+    virtual void error_received(std::exception_ptr exc) { (void)exc; }
+};
+
+} // namespace corio
+// ---- end corio/protocols.hpp ----
+
+
+
+namespace corio::detail {
+
+// --- Helpers (the fd/socket plumbing itself is detail/socket.hpp's) ----------------------
+
+/// asyncio removes a stale Unix socket file before binding a datagram endpoint to its path
+/// (a leftover of an earlier run); anything else at that path is left alone (bind then fails
+/// with EADDRINUSE).
+inline void remove_stale_unix_socket(const address& a) {
+    const std::string path = a.host();
+    if (path.empty() || path[0] == '\0') return; // abstract namespace: no file
+    struct stat st{};
+    if (::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(path.c_str());
+}
+
+/// The receive buffer, one per thread (one loop per thread, and a buffer is only in use during
+/// a datagram_received call, which cannot start another receive on the same thread).
+inline char* datagram_read_buffer(std::size_t size) {
+    thread_local std::unique_ptr<char[]> buf;
+    if (!buf) buf.reset(new char[size]);
+    return buf.get();
+}
+
+// --- The transport -------------------------------------------------------------------------
+
+/// A UDP or Unix datagram endpoint: see the file comment.
+class datagram_socket_transport final : public datagram_transport {
+public:
+    /// Receive buffer size: every UDP payload fits (65507 bytes over IPv4, 65527 over IPv6).
+    static constexpr std::size_t read_buffer_size = 65536;
+    /// At most this many datagrams per readiness, then the loop runs other callbacks.
+    static constexpr int max_reads_per_ready = 32;
+    /// Counted per queued datagram on top of its payload in get_write_buffer_size(), so that
+    /// a flood of empty datagrams still reaches the high-water mark.
+    static constexpr std::size_t datagram_overhead = 8;
+
+    /// Takes ownership of `fd` (non-blocking). `peer` is the remote address the socket is
+    /// connected to, if any. Nothing happens until start().
+    datagram_socket_transport(event_loop& loop, unique_fd fd,
+                              std::shared_ptr<datagram_protocol> protocol,
+                              std::optional<address> peer)
+        : m_loop(&loop), m_fd(fd.release()), m_protocol(std::move(protocol)),
+          m_peer(std::move(peer)) {
+        m_sockname = query_sockname();
+    }
+    datagram_socket_transport(const datagram_socket_transport&) = delete;
+    datagram_socket_transport& operator=(const datagram_socket_transport&) = delete;
+
+    /// Never touches the loop: it may run while the loop closes, or after.
+    ~datagram_socket_transport() override {
+        if (m_fd >= 0) ::close(m_fd);
+    }
+
+    /// Calls connection_made (its exception propagates: the caller drops the transport, which
+    /// closes the socket, and connection_lost is not called), then starts reading.
+    void start() {
+        try {
+            m_protocol->connection_made(*this);
+        } catch (...) {
+            // Undo whatever connection_made started (a queued send registers a writer that
+            // would keep the transport alive): the socket closes when the caller drops us.
+            m_closing = m_conn_lost = true;
+            m_queue.clear();
+            m_buffer_size = 0;
+            stop_writing();
+            m_protocol.reset();
+            throw;
+        }
+        if (!m_closing) {
+            auto self = shared_self();
+            m_loop->add_reader(m_fd, [self] { self->read_ready(); });
+            m_reading = true;
+        }
+    }
+
+    // --- datagram_transport -------------------------------------------------------------
+
+    void sendto(std::string_view data, const address& to) override {
+        if (m_peer && to && !(to == *m_peer))
+            throw std::invalid_argument("corio: invalid address: must be empty or " +
+                                        m_peer->to_string() + " (the connected peer)");
+        send_or_queue(data, to);
+    }
+
+    void sendto(std::string_view data) override {
+        if (!m_peer)
+            throw std::logic_error(
+                "corio: sendto(data) without an address needs a connected endpoint "
+                "(create_datagram_endpoint with a remote_addr)");
+        send_or_queue(data, address{});
+    }
+
+    void close() override {
+        if (m_closing) return;
+        auto keep = shared_self(); // removing the reader may drop the loop's reference
+        m_closing = true;
+        stop_reading();
+        if (m_queue.empty()) {
+            m_conn_lost = true;
+            stop_writing();
+            schedule_connection_lost(nullptr);
+        }
+    }
+
+    void abort() override { force_close(nullptr); }
+
+    bool is_closing() const noexcept override { return m_closing; }
+
+    std::any get_extra_info(std::string_view name) const override {
+        if (name == "sockname") {
+            if (m_fd >= 0) {
+                if (address a = query_sockname()) return a;
+            }
+            if (m_sockname) return m_sockname;
+            return {};
+        }
+        if (name == "peername") {
+            if (m_peer) return *m_peer;
+            return {};
+        }
+        if (name == "socket") {
+            if (m_fd >= 0) return m_fd;
+            return {};
+        }
+        return {};
+    }
+
+    std::size_t get_write_buffer_size() const noexcept override { return m_buffer_size; }
+
+    // --- Flow control (asyncio's _FlowControlMixin; not yet in the datagram_transport base) ---
+
+    /// Sets the water marks; see write_transport::set_write_buffer_limits.
+    void set_write_buffer_limits(std::optional<std::size_t> high = std::nullopt,
+                                 std::optional<std::size_t> low = std::nullopt) override {
+        std::size_t h = high ? *high : (low ? 4 * *low : std::size_t{64 * 1024});
+        std::size_t l = low ? *low : h / 4;
+        if (l > h) throw std::invalid_argument("corio: high must be >= low must be >= 0");
+        m_high = h;
+        m_low = l;
+        maybe_pause_protocol();
+    }
+    /// `{low, high}`.
+    std::pair<std::size_t, std::size_t> get_write_buffer_limits() const noexcept override {
+        return {m_low, m_high};
+    }
+
+    /// The protocol (null once connection_lost has run).
+    const std::shared_ptr<datagram_protocol>& protocol() const noexcept { return m_protocol; }
+
+private:
+    struct queued {
+        std::string data;
+        address to;
+    };
+
+    std::shared_ptr<datagram_socket_transport> shared_self() {
+        return std::shared_ptr<datagram_socket_transport>(shared_from_this(), this);
+    }
+
+    address query_sockname() const {
+        address a;
+        socklen_t len = address::capacity();
+        if (::getsockname(m_fd, a.data(), &len) != 0) return {};
+        a.resize(len);
+        return a;
+    }
+
+    void report(const char* what, std::exception_ptr e) noexcept {
+        if (!m_loop->is_closed()) m_loop->call_exception_handler({what, std::move(e), {}});
+        else event_loop::print_report({what, std::move(e), {}});
+    }
+
+    /// error_received from inside the loop's callbacks: its exception is reported.
+    void deliver_error(int err, const char* what) noexcept {
+        if (!m_protocol) return;
+        try {
+            m_protocol->error_received(
+                std::make_exception_ptr(std::system_error(err, std::generic_category(), what)));
+        } catch (...) {
+            report("Exception in callback datagram_protocol::error_received",
+                   std::current_exception());
+        }
+    }
+
+    void read_ready() {
+        if (m_conn_lost || m_closing) return;
+        auto keep = shared_self();
+        char* buf = datagram_read_buffer(read_buffer_size);
+        for (int i = 0; i < max_reads_per_ready && !m_closing; ++i) {
+            address from;
+            socklen_t len = address::capacity();
+            const ssize_t n = ::recvfrom(m_fd, buf, read_buffer_size, 0, from.data(), &len);
+            if (n < 0) {
+                const int err = errno;
+                if (err == EINTR) continue;
+                if (err == EAGAIN || err == EWOULDBLOCK) return;
+                deliver_error(err, "recvfrom");
+                continue;
+            }
+            from.resize(len);
+            const std::size_t size = std::min(static_cast<std::size_t>(n), read_buffer_size);
+            try {
+                m_protocol->datagram_received(std::string_view(buf, size), from);
+            } catch (...) {
+                report("Exception in callback datagram_protocol::datagram_received",
+                       std::current_exception());
+            }
+        }
+    }
+
+    /// Sends one datagram now: 0 on success, else the errno (EAGAIN: try later).
+    int send_one(std::string_view data, const address& to) noexcept {
+#ifdef MSG_NOSIGNAL
+        constexpr int flags = MSG_NOSIGNAL;
+#else
+        constexpr int flags = 0;
+#endif
+        for (;;) {
+            const ssize_t n = m_peer ? ::send(m_fd, data.data(), data.size(), flags)
+                                     : ::sendto(m_fd, data.data(), data.size(), flags, to.data(),
+                                                to.size());
+            if (n >= 0) return 0;
+            if (errno != EINTR) return errno == EWOULDBLOCK ? EAGAIN : errno;
+        }
+    }
+
+    void send_or_queue(std::string_view data, const address& to) {
+        if (m_closing) return; // asyncio drops (and after a few, logs) sends on a closed transport
+        if (m_queue.empty()) {
+            const int err = send_one(data, to);
+            if (err == 0) return;
+            if (err != EAGAIN) {
+                // As asyncio: called from inside sendto; what it throws reaches the caller.
+                m_protocol->error_received(std::make_exception_ptr(
+                    std::system_error(err, std::generic_category(), m_peer ? "send" : "sendto")));
+                return;
+            }
+            auto self = shared_self();
+            m_loop->add_writer(m_fd, [self] { self->write_ready(); });
+            m_writing = true;
+        }
+        m_queue.push_back(queued{std::string(data), to});
+        m_buffer_size += data.size() + datagram_overhead;
+        maybe_pause_protocol();
+    }
+
+    void write_ready() {
+        if (m_conn_lost) return;
+        auto keep = shared_self();
+        while (!m_queue.empty()) {
+            queued& q = m_queue.front();
+            const int err = send_one(q.data, q.to);
+            if (err == EAGAIN) break;
+            m_buffer_size -= q.data.size() + datagram_overhead;
+            m_queue.pop_front();
+            if (err != 0) {
+                // As asyncio: report, then resume on the next writability (still watched).
+                deliver_error(err, m_peer ? "send" : "sendto");
+                return;
+            }
+        }
+        maybe_resume_protocol(); // may queue more
+        if (m_queue.empty()) {
+            stop_writing();
+            if (m_closing && !m_conn_lost) {
+                m_conn_lost = true;
+                call_connection_lost(nullptr); // inside a writer callback: not inside close()
+            }
+        }
+    }
+
+    void maybe_pause_protocol() {
+        if (m_buffer_size <= m_high || m_protocol_paused || !m_protocol) return;
+        m_protocol_paused = true;
+        try {
+            m_protocol->pause_writing();
+        } catch (...) {
+            report("protocol.pause_writing() failed", std::current_exception());
+        }
+    }
+
+    void maybe_resume_protocol() {
+        if (!m_protocol_paused || m_buffer_size > m_low || !m_protocol) return;
+        m_protocol_paused = false;
+        try {
+            m_protocol->resume_writing();
+        } catch (...) {
+            report("protocol.resume_writing() failed", std::current_exception());
+        }
+    }
+
+    void stop_reading() noexcept {
+        if (!m_reading) return;
+        m_reading = false;
+        if (!m_loop->is_closed()) m_loop->remove_reader(m_fd);
+    }
+    void stop_writing() noexcept {
+        if (!m_writing) return;
+        m_writing = false;
+        if (!m_loop->is_closed()) m_loop->remove_writer(m_fd);
+    }
+
+    void force_close(std::exception_ptr exc) {
+        if (m_conn_lost) return;
+        auto keep = shared_self();
+        if (!m_queue.empty()) {
+            m_queue.clear();
+            m_buffer_size = 0;
+        }
+        stop_writing();
+        m_closing = true;
+        stop_reading();
+        m_conn_lost = true;
+        schedule_connection_lost(std::move(exc));
+    }
+
+    void schedule_connection_lost(std::exception_ptr exc) {
+        if (m_loop->is_closed()) { // nothing can be called back any more: just let go
+            close_socket();
+            m_protocol.reset();
+            return;
+        }
+        auto self = shared_self();
+        m_loop->call_soon([self, exc] { self->call_connection_lost(exc); });
+    }
+
+    void call_connection_lost(std::exception_ptr exc) noexcept {
+        std::shared_ptr<datagram_protocol> p = std::move(m_protocol);
+        if (p) {
+            try {
+                p->connection_lost(std::move(exc));
+            } catch (...) {
+                report("Exception in callback datagram_protocol::connection_lost",
+                       std::current_exception());
+            }
+        }
+        close_socket();
+        // `p` is released here: the transport no longer keeps its protocol (breaks a
+        // protocol -> transport reference cycle, as asyncio's `self._protocol = None`).
+    }
+
+    void close_socket() noexcept {
+        if (m_fd >= 0) {
+            m_sockname = query_sockname();
+            ::close(std::exchange(m_fd, -1));
+        }
+    }
+
+    event_loop* m_loop;
+    int m_fd;
+    std::shared_ptr<datagram_protocol> m_protocol;
+    std::optional<address> m_peer;
+    address m_sockname;
+    std::deque<queued> m_queue;
+    std::size_t m_buffer_size = 0;
+    std::size_t m_high = 64 * 1024;
+    std::size_t m_low = 16 * 1024;
+    bool m_reading = false;
+    bool m_writing = false;
+    bool m_closing = false;         ///< close() or abort() was called
+    bool m_conn_lost = false;       ///< connection_lost is scheduled (or done)
+    bool m_protocol_paused = false; ///< pause_writing() was called, resume_writing() not yet
+};
+
+} // namespace corio::detail
+// ---- end corio/detail/datagram_transport.hpp ----
+
+
+
+namespace corio {
+
+/// Options of `create_datagram_endpoint` (asyncio's keyword arguments).
+struct datagram_options {
+    /// AF_INET, AF_INET6 or AF_UNIX; AF_UNSPEC (the default) takes the family of `local_addr`
+    /// or `remote_addr`. Needed only to make an endpoint with neither address.
+    int family = AF_UNSPEC;
+    /// SO_REUSEPORT: several endpoints may bind the same address and port (the kernel spreads
+    /// the datagrams). Throws `std::invalid_argument` where the system has no SO_REUSEPORT.
+    bool reuse_port = false;
+    /// SO_BROADCAST: allow sending to broadcast addresses.
+    bool allow_broadcast = false;
+};
+
+/// asyncio's `loop.create_datagram_endpoint(protocol_factory, local_addr, remote_addr, ...)`:
+/// creates a datagram socket of the family of the addresses (UDP over IPv4/IPv6, or a Unix
+/// datagram socket for `address::unix_path`), binds it to `local_addr` if given (port 0 picks
+/// a free port: read it back with `get_extra_info("sockname")`), connects it to
+/// `remote_addr` if given (then only that peer's datagrams arrive and `sendto(data)` works),
+/// calls `factory()` for the protocol, then the protocol's `connection_made(transport)`, and
+/// starts receiving. See the file comment for the transport's behaviour.
+///
+/// Returns (the task gives) `{transport, protocol}`, as asyncio's tuple; `P` is the element
+/// type of the `std::shared_ptr` the factory returns, a `datagram_protocol`. The transport
+/// stays alive while open (the loop holds it) even if the caller drops both pointers.
+///
+/// Throws `std::invalid_argument` if neither address nor `opts.family` gives a family, or the
+/// two addresses' families differ; `std::system_error` if socket, bind or connect fails (e.g.
+/// EADDRINUSE), the socket then being closed; whatever `factory()` or `connection_made`
+/// throws (the socket is closed, connection_lost is not called).
+///
+/// Cancellation: the task never suspends (binding and connecting a datagram socket do not
+/// block), so it completes once started; a task cancelled before it starts creates nothing.
+///
+/// GCC 12 (PR 100611): a factory lambda that captures something non-trivially destructible
+/// (a shared_ptr, a string) must be named before the `co_await` statement, not written inside
+/// it.
+template <class Factory>
+auto create_datagram_endpoint(Factory factory, std::optional<address> local_addr = std::nullopt,
+                              std::optional<address> remote_addr = std::nullopt,
+                              datagram_options opts = {})
+    -> task<std::pair<std::shared_ptr<datagram_transport>,
+                      typename std::invoke_result_t<Factory&>>> {
+    using protocol_ptr = std::invoke_result_t<Factory&>;
+    using P = typename protocol_ptr::element_type;
+    static_assert(std::is_same_v<protocol_ptr, std::shared_ptr<P>>,
+                  "corio: the protocol factory must return a std::shared_ptr<P>");
+    static_assert(std::is_base_of_v<datagram_protocol, P>,
+                  "corio: a datagram endpoint's protocol must derive from corio::datagram_protocol");
+
+    event_loop& loop = get_running_loop();
+    if (local_addr && !*local_addr) local_addr.reset(); // an empty address means "none"
+    if (remote_addr && !*remote_addr) remote_addr.reset();
+
+    int family = opts.family;
+    for (const std::optional<address>* a : {&local_addr, &remote_addr}) {
+        if (!*a) continue;
+        if (family == AF_UNSPEC) family = (*a)->family();
+        else if ((*a)->family() != family)
+            throw std::invalid_argument("corio: create_datagram_endpoint: address " +
+                                        (*a)->to_string() + " is not of the endpoint's family");
+    }
+    if (family == AF_UNSPEC)
+        throw std::invalid_argument(
+            "corio: create_datagram_endpoint: unexpected address family (give local_addr, "
+            "remote_addr or datagram_options::family)");
+
+    detail::unique_fd fd = detail::open_socket(family, SOCK_DGRAM);
+    if (opts.reuse_port) {
+#ifdef SO_REUSEPORT
+        detail::set_socket_option(fd.get(), SOL_SOCKET, SO_REUSEPORT, 1, "setsockopt(SO_REUSEPORT)");
+#else
+        throw std::invalid_argument("corio: reuse_port is not supported on this system");
+#endif
+    }
+    if (opts.allow_broadcast)
+        detail::set_socket_option(fd.get(), SOL_SOCKET, SO_BROADCAST, 1, "setsockopt(SO_BROADCAST)");
+    if (local_addr) {
+        if (family == AF_UNIX) detail::remove_stale_unix_socket(*local_addr);
+        if (::bind(fd.get(), local_addr->data(), local_addr->size()) != 0)
+            detail::throw_os_error(errno, "error while attempting to bind on address " +
+                                           local_addr->to_string());
+    }
+    if (remote_addr) {
+        int rc;
+        do {
+            rc = ::connect(fd.get(), remote_addr->data(), remote_addr->size());
+        } while (rc != 0 && errno == EINTR);
+        if (rc != 0) detail::throw_os_error(errno, "connect to " + remote_addr->to_string());
+    }
+
+    protocol_ptr proto = factory();
+    if (!proto) throw std::invalid_argument("corio: the protocol factory returned a null pointer");
+    auto tr = std::make_shared<detail::datagram_socket_transport>(loop, std::move(fd), proto,
+                                                                  std::move(remote_addr));
+    tr->start();
+    co_return std::pair<std::shared_ptr<datagram_transport>, protocol_ptr>(std::move(tr),
+                                                                           std::move(proto));
+}
+
+/// \cond INTERNAL
+template <class Factory, class... Args>
+auto event_loop::create_datagram_endpoint(Factory&& factory, Args&&... args) {
+    return corio::create_datagram_endpoint(std::forward<Factory>(factory),
+                                           std::forward<Args>(args)...);
+}
+/// \endcond
+
+} // namespace corio
+// ---- end corio/datagram.hpp ----
+// ---- begin corio/executor.hpp (included from corio/corio.hpp) ----
+/// \file corio/executor.hpp
+/// Executors: asyncio's `loop.run_in_executor`, `asyncio.to_thread` and
+/// `concurrent.futures.ThreadPoolExecutor`, for blocking or CPU-heavy calls that must not freeze
+/// the event loop.
+///
+///     long heavy_calculus();               // def heavy_calculus(): ...   (CPU work)
+///
+///     corio::task<> handler() {            // async def handler():
+///         auto& loop = corio::get_running_loop();
+///         // nullptr: the default pool     //     # executor=None: the default pool
+///         long r = co_await loop.run_in_executor(nullptr, heavy_calculus);
+///                                          //     r = await loop.run_in_executor(None, heavy_calculus)
+///         long s = co_await corio::to_thread(heavy_calculus);
+///                                          //     s = await asyncio.to_thread(heavy_calculus)
+///     }
+///
+/// While the call runs on a worker thread, the loop keeps running every other task; the result
+/// (or the exception the function threw) comes back on the loop's thread, where the awaiting
+/// coroutine resumes. C++ has no GIL, so where asyncio programs reach for a ProcessPoolExecutor
+/// for CPU work, corio's thread pool is the counterpart.
+///
+/// ## What runs where
+/// - `fn` and its arguments are decay-copied (moved from rvalues) into the job, as `std::thread`
+///   does: pass `std::ref(x)` to hand a reference over (and keep `x` alive until the job ends).
+///   They are called, and destroyed, on a worker thread.
+/// - The `future<R>` run_in_executor returns belongs to the loop; only the loop's thread touches
+///   it. A worker posts the outcome with `call_soon_threadsafe`.
+/// - A virtual-time loop (corio/testing.hpp) waits for outstanding jobs for real instead of
+///   jumping to its next timer (the jobs are bracketed by `begin_external_work` /
+///   `end_external_work`).
+///
+/// ## Cancellation (as asyncio's wrap_future does it)
+/// Cancelling the returned future, or the task awaiting it (`co_await` cancels the awaited
+/// future), cancels the call at once on the loop side: the awaiting task sees `cancelled_error`.
+/// A job that has not started yet then never runs (its function and arguments are just
+/// destroyed); a job already running cannot be interrupted: it runs to completion on its worker
+/// and its result (or exception) is dropped unseen when it reaches the loop. Nothing leaks
+/// either way.
+///
+/// ## The loop closes while jobs still run
+/// `loop.close()` shuts the default executor down *without waiting* (asyncio's
+/// `BaseEventLoop.close` does `shutdown(wait=False)`): queued jobs still run, and a job still
+/// running finishes. Workers never hold the loop itself: they post through a shared token whose
+/// pointer to the loop `close()` clears under a mutex, so a job that finishes after `close()`
+/// (or after the loop was destroyed) has its outcome dropped silently. The loop keeps its
+/// reference to the default executor until it is destroyed; if it is the last owner, the pool's
+/// destructor then waits for the jobs still running (a C++ thread cannot be abandoned safely).
+/// `corio::run` does not get there: like asyncio.run, it awaits `shutdown_default_executor()`
+/// (which waits for the jobs) before closing the loop.
+
+
+#include <condition_variable>
+#include <future>
+#include <tuple>
+
+namespace corio {
+
+/// \cond INTERNAL
+namespace detail {
+
+/// What executor_job holds: the work, and what to do if it is dropped without running.
+struct job_base {
+    virtual ~job_base() = default;
+    /// Runs the work (once).
+    virtual void run() = 0;
+    /// The executor dropped the job unrun (shutdown with cancel_futures): tell whoever waits.
+    virtual void discard() noexcept {}
+};
+
+template <class F>
+struct plain_job final : job_base {
+    template <class G>
+    explicit plain_job(G&& g) : fn(std::forward<G>(g)) {}
+    void run() override { fn(); }
+    F fn;
+};
+
+/// executor::submit's job: the function and arguments live here, not in the std::future's
+/// shared state, so they are destroyed as soon as the job has run or was dropped.
+template <class R, class F, class... A>
+struct submit_job final : job_base {
+    template <class G, class... B>
+    explicit submit_job(G&& g, B&&... b) : fn(std::forward<G>(g)), args(std::forward<B>(b)...) {}
+    void run() override {
+        try {
+            if constexpr (std::is_void_v<R>) {
+                std::apply([this](auto&... a) { std::invoke(std::move(fn), std::move(a)...); }, args);
+                promise.set_value();
+            } else {
+                promise.set_value(std::apply(
+                    [this](auto&... a) -> R { return std::invoke(std::move(fn), std::move(a)...); },
+                    args));
+            }
+        } catch (...) {
+            promise.set_exception(std::current_exception());
+        }
+    }
+    // discard(): destroying the promise unset gives the future broken_promise.
+    std::promise<R> promise;
+    F fn;
+    std::tuple<A...> args;
+};
+
+} // namespace detail
+/// \endcond
+
+/// One unit of work for an executor: a type-erased, move-only `void()` callable.
+///
+/// An executor either calls it once (on any thread) or destroys it without calling it. For the
+/// jobs `run_in_executor` and `to_thread` make, destroying one unrun cancels the loop's future of
+/// that call (as `ThreadPoolExecutor.shutdown(cancel_futures=True)` cancels the futures of queued
+/// work); for `executor::submit`, its `std::future` gets `std::future_error` (broken_promise).
+class executor_job {
+public:
+    /// An empty job.
+    executor_job() noexcept = default;
+    /// Wraps any callable `fn()` (moved or copied in). Throws what allocating it throws.
+    template <class F>
+        requires(!std::is_same_v<std::remove_cvref_t<F>, executor_job> &&
+                 std::is_invocable_v<std::decay_t<F>&>)
+    explicit executor_job(F&& fn)
+        : m_job(std::make_unique<detail::plain_job<std::decay_t<F>>>(std::forward<F>(fn))) {}
+    ///@{
+    /// Moves the work; the source becomes empty.
+    executor_job(executor_job&& o) noexcept = default;
+    executor_job& operator=(executor_job&& o) noexcept {
+        if (this != &o) {
+            reset();
+            m_job = std::move(o.m_job);
+        }
+        return *this;
+    }
+    ///@}
+    executor_job(const executor_job&) = delete;
+    executor_job& operator=(const executor_job&) = delete;
+    /// Destroys the work; a job that never ran counts as cancelled (see the class comment).
+    ~executor_job() { reset(); }
+
+    /// Runs the work, once: the job is empty afterwards (its callable is destroyed before this
+    /// returns). Rethrows what the callable throws (the jobs of `run_in_executor` and `submit`
+    /// never throw: they keep the exception for their future). Throws `std::bad_function_call`
+    /// on an empty job.
+    void operator()() {
+        std::unique_ptr<detail::job_base> j = std::move(m_job);
+        if (!j) throw std::bad_function_call();
+        j->run();
+    }
+
+    /// Drops the work without running it (as destroying the job does).
+    void reset() noexcept {
+        if (std::unique_ptr<detail::job_base> j = std::move(m_job)) j->discard();
+    }
+
+    /// True unless empty (moved from, run or reset).
+    explicit operator bool() const noexcept { return m_job != nullptr; }
+
+    /// \cond INTERNAL
+    explicit executor_job(std::unique_ptr<detail::job_base> j) noexcept : m_job(std::move(j)) {}
+    /// \endcond
+
+private:
+    std::unique_ptr<detail::job_base> m_job;
+};
+
+/// The interface `run_in_executor` takes (asyncio's `concurrent.futures.Executor`): something
+/// that runs jobs on other threads. Implement `execute` and `shutdown` to plug in your own;
+/// `thread_pool_executor` is corio's.
+///
+/// Every member must be safe to call from any thread.
+class executor {
+public:
+    virtual ~executor() = default;
+
+    /// Queues `job` to run on some thread: it must eventually be called once, or destroyed
+    /// unrun (which cancels what waits for it). Throws `std::runtime_error("cannot schedule new
+    /// futures after shutdown")` once `shutdown` was called (then `job` is not run).
+    virtual void execute(executor_job job) = 0;
+
+    /// Stops accepting jobs (asyncio's `Executor.shutdown`). Jobs already queued still run,
+    /// unless `cancel_futures` is true: then queued jobs that have not started are dropped
+    /// unrun. With `wait`, returns once every job has finished and the threads have exited.
+    /// Idempotent (a later call may still wait, or cancel what is queued).
+    virtual void shutdown(bool wait = true, bool cancel_futures = false) = 0;
+
+    /// Runs `fn(args...)` as a job and returns a `std::future` of its result, usable from any
+    /// thread without a loop (asyncio's `Executor.submit`). `fn` and `args` are decay-copied as
+    /// std::thread does (use `std::ref` for references). The future rethrows what `fn` throws;
+    /// it throws `std::future_error` (broken_promise) if the job was dropped unrun by
+    /// `shutdown(..., cancel_futures = true)`. Throws what `execute` throws (after shutdown:
+    /// `std::runtime_error`).
+    template <class F, class... A>
+    auto submit(F&& fn, A&&... args)
+        -> std::future<std::invoke_result_t<std::decay_t<F>, std::decay_t<A>...>> {
+        using R = std::invoke_result_t<std::decay_t<F>, std::decay_t<A>...>;
+        using job_t = detail::submit_job<R, std::decay_t<F>, std::decay_t<A>...>;
+        auto job = std::make_unique<job_t>(std::forward<F>(fn), std::forward<A>(args)...);
+        std::future<R> result = job->promise.get_future();
+        execute(executor_job(std::unique_ptr<detail::job_base>(std::move(job))));
+        return result;
+    }
+
+protected:
+    /// \cond INTERNAL
+    executor() = default;
+    /// \endcond
+};
+
+/// \cond INTERNAL
+namespace detail {
+
+/// A thread_pool_executor's state, shared with its worker threads (so a worker never depends on
+/// the executor object, which may be destroyed by one of its own jobs).
+struct pool_state {
+    explicit pool_state(std::size_t max) : max_workers(max) {}
+    std::mutex mutex;
+    std::condition_variable wake;
+    std::deque<executor_job> queue;  // guarded by mutex
+    std::vector<std::thread> threads; // guarded by mutex
+    std::size_t idle = 0;             // workers waiting for a job; guarded by mutex
+    std::size_t max_workers;
+    bool shut_down = false; // guarded by mutex
+    std::mutex join_mutex;  // one joiner at a time; later ones wait for it
+};
+
+/// The pool whose worker is the calling thread, if any (a job calling shutdown(wait) on its
+/// own pool cannot wait for itself).
+inline thread_local const pool_state* t_current_pool = nullptr;
+
+} // namespace detail
+/// \endcond
+
+/// asyncio's (concurrent.futures') `ThreadPoolExecutor`: a pool of up to `max_workers` threads
+/// running jobs in the order they were queued.
+///
+/// Threads are started lazily, as CPython does: a job queued while no worker is idle starts a
+/// new thread, until there are `max_workers`; idle threads wait for the next job and live until
+/// shutdown. Thread safe: any thread may submit, execute and shut down. The destructor is
+/// `shutdown(true)`: it waits for every queued and running job.
+///
+/// A job that throws when run (only a plain `executor_job` made from a callable can: `submit`
+/// and `run_in_executor` keep exceptions for their futures) is reported on stderr as "corio:
+/// Exception in executor job: ..." and the worker carries on.
+class thread_pool_executor final : public executor {
+public:
+    /// CPython's default: min(32, number of CPUs + 4).
+    static std::size_t default_max_workers() noexcept {
+        const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
+        return std::min<std::size_t>(32, std::size_t{cpus} + 4);
+    }
+
+    /// A pool of at most `max_workers` threads (none started yet). Throws
+    /// `std::invalid_argument` for 0 (asyncio's ValueError).
+    explicit thread_pool_executor(std::size_t max_workers = default_max_workers())
+        : m_state(make_state(max_workers)) {}
+    thread_pool_executor(const thread_pool_executor&) = delete;
+    thread_pool_executor& operator=(const thread_pool_executor&) = delete;
+
+    /// `shutdown(true)`: waits for every queued and running job. (Destroyed by one of its own
+    /// jobs, it cannot wait for itself: its threads then finish the queue and exit on their own.)
+    ~thread_pool_executor() override {
+        try {
+            stop(true, false, true);
+        } catch (...) {
+            // join() failing is a broken system; nothing sensible to do in a destructor.
+        }
+    }
+
+    /// See executor::execute. Starts a thread if no worker is idle and fewer than
+    /// `max_workers()` exist. Throws `std::runtime_error("cannot schedule new futures after
+    /// shutdown")` after shutdown, or the `std::system_error` of starting the first thread.
+    void execute(executor_job job) override {
+        detail::pool_state& s = *m_state;
+        {
+            std::lock_guard lock(s.mutex);
+            if (s.shut_down) throw std::runtime_error("cannot schedule new futures after shutdown");
+            // After queueing, more jobs than idle workers: start one more thread if allowed.
+            if (s.queue.size() >= s.idle && s.threads.size() < s.max_workers) {
+                try {
+                    s.threads.emplace_back(&thread_pool_executor::worker_main, m_state);
+                } catch (...) {
+                    if (s.threads.empty()) throw; // nobody would ever run the job
+                }
+            }
+            s.queue.push_back(std::move(job));
+            // Under the lock: once it is released, the job may run, destroy this executor and
+            // let the last worker exit, freeing `s` (a job may own its executor).
+            s.wake.notify_one();
+        }
+    }
+
+    /// See executor::shutdown. Called from one of this pool's own jobs, it never waits.
+    void shutdown(bool wait = true, bool cancel_futures = false) override {
+        stop(wait, cancel_futures, false);
+    }
+
+    /// The limit given to the constructor.
+    std::size_t max_workers() const noexcept { return m_state->max_workers; }
+
+    /// How many worker threads exist now (started lazily; 0 before the first job, and once a
+    /// shutdown that waited has joined them).
+    std::size_t thread_count() const {
+        std::lock_guard lock(m_state->mutex);
+        return m_state->threads.size();
+    }
+
+private:
+    static std::shared_ptr<detail::pool_state> make_state(std::size_t max_workers) {
+        if (max_workers == 0) throw std::invalid_argument("max_workers must be greater than 0");
+        return std::make_shared<detail::pool_state>(max_workers);
+    }
+
+    static void worker_main(std::shared_ptr<detail::pool_state> s) {
+        detail::t_current_pool = s.get();
+        std::unique_lock lock(s->mutex);
+        for (;;) {
+            if (!s->queue.empty()) {
+                executor_job job = std::move(s->queue.front());
+                s->queue.pop_front();
+                lock.unlock();
+                try {
+                    job();
+                } catch (...) {
+                    event_loop::print_report({"Exception in executor job", std::current_exception(), {}});
+                }
+                lock.lock();
+                continue;
+            }
+            if (s->shut_down) return;
+            ++s->idle;
+            s->wake.wait(lock);
+            --s->idle;
+        }
+    }
+
+    void stop(bool wait, bool cancel_futures, bool destroying) {
+        detail::pool_state& s = *m_state;
+        std::deque<executor_job> dropped;
+        {
+            std::lock_guard lock(s.mutex);
+            s.shut_down = true;
+            if (cancel_futures) dropped.swap(s.queue);
+        }
+        s.wake.notify_all();
+        dropped.clear(); // unrun: their futures are cancelled
+        if (!wait) return;
+        if (detail::t_current_pool == &s) {
+            // A job of this pool: waiting would wait for itself. If the executor object is going
+            // away, its threads must not be left joinable: they finish the queue and exit alone
+            // (they own the shared state).
+            if (destroying) {
+                std::vector<std::thread> threads;
+                {
+                    std::lock_guard lock(s.mutex);
+                    threads.swap(s.threads);
+                }
+                for (std::thread& t : threads) t.detach();
+            }
+            return;
+        }
+        std::lock_guard join_lock(s.join_mutex);
+        std::vector<std::thread> threads;
+        {
+            std::lock_guard lock(s.mutex);
+            threads.swap(s.threads);
+        }
+        for (std::thread& t : threads) t.join();
+    }
+
+    std::shared_ptr<detail::pool_state> m_state;
+};
+
+/// \cond INTERNAL
+namespace detail {
+
+/// What workers post through: the loop, until close() clears it (under the mutex, so a worker
+/// is either done with call_soon_threadsafe or never starts it).
+struct executor_link {
+    explicit executor_link(event_loop* l) noexcept : loop(l) {}
+    std::mutex mutex;
+    event_loop* loop; // guarded by mutex; null once the loop is closed
+
+    /// Schedules `fn` on the loop; false if the loop is closed (then `fn` never runs, and is
+    /// destroyed on the calling thread).
+    template <class F>
+    bool post(F&& fn) noexcept {
+        std::lock_guard lock(mutex);
+        if (!loop) return false;
+        try {
+            loop->call_soon_threadsafe(std::forward<F>(fn));
+            return true;
+        } catch (...) { // closed meanwhile, or out of memory: nobody can be told
+            return false;
+        }
+    }
+};
+
+/// One run_in_executor call, shared by the loop's future and the worker's job. Only `cancelled`
+/// is touched by workers; the rest belongs to the loop's thread.
+struct executor_call {
+    explicit executor_call(event_loop& l) noexcept : loop(&l) {}
+
+    /// Set on the loop thread when the future is cancelled; a worker skips the job if set.
+    std::atomic<bool> cancelled{false};
+
+    event_loop* loop;              ///< used on the loop thread only, while it is open
+    future_core* target = nullptr; ///< the future, while it exists
+    bool external_open = false;    ///< begin_external_work called, end_external_work not yet
+
+    void close_external() noexcept {
+        if (external_open) {
+            external_open = false;
+            loop->end_external_work();
+        }
+    }
+};
+
+/// The future run_in_executor returns: cancelling it stops a job that has not started.
+template <class V>
+class executor_future_state final : public future_state<V> {
+public:
+    executor_future_state(event_loop& loop, std::shared_ptr<executor_call> call)
+        : future_state<V>(&loop), m_call(std::move(call)) {
+        m_call->target = this;
+    }
+    ~executor_future_state() override { m_call->target = nullptr; }
+
+    bool cancel(std::string msg) override {
+        if (this->done()) return false;
+        if (!this->loop()) return future_state<V>::cancel(std::move(msg)); // closed: throws
+        m_call->cancelled.store(true, std::memory_order_release);
+        const bool r = future_state<V>::cancel(std::move(msg));
+        m_call->close_external(); // the loop no longer waits for the job
+        return r;
+    }
+
+private:
+    std::shared_ptr<executor_call> m_call;
+};
+
+/// The job of one run_in_executor call.
+template <class V, class F, class... A>
+class call_job final : public job_base {
+public:
+    template <class G, class... B>
+    call_job(std::shared_ptr<executor_link> link, std::shared_ptr<executor_call> call, G&& fn,
+             B&&... args)
+        : m_link(std::move(link)), m_call(std::move(call)), m_fn(std::forward<G>(fn)),
+          m_args(std::forward<B>(args)...) {}
+
+    void run() override {
+        if (m_call->cancelled.load(std::memory_order_acquire)) return; // cancelled before start
+        std::optional<slot> value;
+        std::exception_ptr error;
+        try {
+            if constexpr (std::is_void_v<V>) {
+                std::apply([this](auto&... a) { std::invoke(std::move(m_fn), std::move(a)...); },
+                           m_args);
+                value.emplace(true);
+            } else {
+                value.emplace(std::apply(
+                    [this](auto&... a) -> decltype(auto) {
+                        return std::invoke(std::move(m_fn), std::move(a)...);
+                    },
+                    m_args));
+            }
+        } catch (...) {
+            error = std::current_exception();
+        }
+        // Runs on the loop thread, if the loop is still open.
+        m_link->post([c = std::move(m_call), v = std::move(value), e = std::move(error)]() mutable {
+            deliver(*c, v, e);
+        });
+    }
+
+    void discard() noexcept override {
+        if (m_call->cancelled.load(std::memory_order_acquire)) return;
+        m_link->post([c = std::move(m_call)] {
+            c->close_external();
+            if (c->target && !c->target->done()) c->target->cancel();
+        });
+    }
+
+private:
+    using slot = std::conditional_t<std::is_void_v<V>, bool, V>;
+
+    /// On the loop thread: completes the future, unless it was cancelled or nobody holds it.
+    static void deliver(executor_call& c, std::optional<slot>& v, std::exception_ptr& e) {
+        c.close_external();
+        auto* st = static_cast<executor_future_state<V>*>(c.target);
+        if (!st || st->done()) return;
+        if (e) {
+            st->set_exception(std::move(e));
+        } else if constexpr (std::is_void_v<V>) {
+            st->set_value();
+        } else {
+            st->set_value(std::move(*v));
+        }
+    }
+
+    std::shared_ptr<executor_link> m_link;
+    std::shared_ptr<executor_call> m_call;
+    F m_fn;
+    std::tuple<A...> m_args;
+};
+
+/// What run_in_executor's future holds for `fn(args...)` (a reference result is copied).
+template <class F, class... A>
+using executor_result_t =
+    std::remove_cvref_t<std::invoke_result_t<std::decay_t<F>, std::decay_t<A>...>>;
+
+/// A prepared call: its future, and the job to hand to an executor.
+template <class V>
+struct prepared_call {
+    future<V> fut;
+    executor_job job;
+    std::shared_ptr<executor_call> call;
+};
+
+/// The loop's executor members (friend of event_loop).
+struct executor_ops {
+    /// close()'s hook: cut the workers off the loop, then shut the default executor down
+    /// without waiting (asyncio's BaseEventLoop.close).
+    static void on_close(event_loop& loop) noexcept {
+        if (loop.m_executor_link) {
+            std::lock_guard lock(loop.m_executor_link->mutex);
+            loop.m_executor_link->loop = nullptr;
+        }
+        loop.m_executor_shutdown_called = true;
+        if (loop.m_default_executor) {
+            try {
+                loop.m_default_executor->shutdown(false);
+            } catch (...) {
+                loop.call_exception_handler(
+                    {"error while shutting down the default executor", std::current_exception(), {}});
+            }
+        }
+    }
+
+    static const std::shared_ptr<executor_link>& link(event_loop& loop) {
+        if (!loop.m_executor_link) {
+            loop.m_executor_link = std::make_shared<executor_link>(&loop);
+            loop.m_close_executors = &on_close;
+        }
+        return loop.m_executor_link;
+    }
+
+    static executor& default_executor(event_loop& loop) {
+        if (loop.m_executor_shutdown_called)
+            throw std::runtime_error("Executor shutdown has been called");
+        if (!loop.m_default_executor) {
+            loop.m_default_executor = std::make_shared<thread_pool_executor>();
+            loop.m_close_executors = &on_close;
+        }
+        return *loop.m_default_executor;
+    }
+
+    static bool has_default_executor(const event_loop& loop) noexcept {
+        return loop.m_default_executor != nullptr;
+    }
+
+    /// The future and job of `fn(args...)`; the loop waits (virtual time) until the job reports.
+    template <class F, class... A>
+    static auto prepare(event_loop& loop, F&& fn, A&&... args) {
+        using V = executor_result_t<F, A...>;
+        using job_t = call_job<V, std::decay_t<F>, std::decay_t<A>...>;
+        const std::shared_ptr<executor_link>& l = link(loop);
+        auto call = std::make_shared<executor_call>(loop);
+        auto fut = future<V>::adopt(new executor_future_state<V>(loop, call));
+        executor_job job(std::unique_ptr<job_base>(
+            new job_t(l, call, std::forward<F>(fn), std::forward<A>(args)...)));
+        loop.begin_external_work();
+        call->external_open = true;
+        return prepared_call<V>{std::move(fut), std::move(job), std::move(call)};
+    }
+
+    /// Hands the job to `ex`; if that throws, the loop stops waiting for it.
+    template <class V>
+    static void submit(executor& ex, prepared_call<V>& p) {
+        try {
+            ex.execute(std::move(p.job));
+        } catch (...) {
+            p.call->close_external();
+            throw;
+        }
+    }
+
+    /// asyncio's loop.shutdown_default_executor(): executor.shutdown(wait=True) on a thread of
+    /// its own, while the loop keeps running.
+    static task<> shutdown_default(event_loop& loop) {
+        loop.m_executor_shutdown_called = true;
+        std::shared_ptr<executor> ex = loop.m_default_executor;
+        if (!ex) co_return;
+        auto shut = [ex] { ex->shutdown(true); };
+        prepared_call<void> p = prepare(loop, std::move(shut));
+        // Joined once it has reported; left to finish alone (detached) if we are cancelled
+        // first: it holds the executor and the token, never the loop.
+        struct thread_guard {
+            std::thread t;
+            bool reported = false;
+            ~thread_guard() {
+                if (!t.joinable()) return;
+                if (reported) t.join();
+                else t.detach();
+            }
+        } guard;
+        guard.t = std::thread([job = std::move(p.job)]() mutable { job(); });
+        co_await p.fut.wait_done(); // cancelling us does not cancel the shutdown
+        guard.reported = true;
+        guard.t.join();
+        p.fut.result(); // rethrows what shutdown threw
+    }
+};
+
+} // namespace detail
+/// \endcond
+
+// --- Loop members -----------------------------------------------------------------------------
+
+/// asyncio's `loop.run_in_executor(executor, func, *args)`: runs `fn(args...)` on `ex` (on the
+/// loop's default `thread_pool_executor` if `ex` is null, created on first use) and returns a
+/// `future<R>` of this loop, `R` being what `fn` returns (`void` gives `future<void>`; a
+/// reference result is copied). The future gets the result or the exception `fn` threw, on the
+/// loop's thread.
+///
+/// `fn` and `args` are decay-copied into the job (use `std::ref` for references) and called and
+/// destroyed on a worker thread; `ex` must outlive the job. Cancelling the future (or the task
+/// awaiting it) before the job starts means it never runs; a running job finishes and its
+/// result is dropped (see the file comment of corio/executor.hpp).
+///
+/// Throws `std::runtime_error` if the loop is closed, if `ex` is null after
+/// `shutdown_default_executor()` or `close()` ("Executor shutdown has been called"), and what
+/// `ex->execute` throws (after `ex->shutdown`: "cannot schedule new futures after shutdown").
+template <class F, class... A>
+auto event_loop::run_in_executor(executor* ex, F&& fn, A&&... args) {
+    using V = detail::executor_result_t<F, A...>;
+    static_assert(!detail::is_task<V>::value,
+                  "corio: run_in_executor runs a plain function on another thread; await a "
+                  "coroutine (task) on the loop instead");
+    check_usable();
+    executor& target = ex ? *ex : detail::executor_ops::default_executor(*this);
+    detail::prepared_call<V> p =
+        detail::executor_ops::prepare(*this, std::forward<F>(fn), std::forward<A>(args)...);
+    detail::executor_ops::submit(target, p);
+    return std::move(p.fut);
+}
+
+/// asyncio's `loop.set_default_executor(executor)`: the executor `run_in_executor(nullptr, ...)`
+/// and `to_thread` use from now on. The loop shares ownership; the executor it replaces is
+/// released, not shut down (if the loop was its last owner, its destructor waits for its
+/// jobs). `close()` shuts the default executor down without waiting. Throws
+/// `std::invalid_argument` for a null pointer.
+inline void event_loop::set_default_executor(std::shared_ptr<executor> ex) {
+    if (!ex) throw std::invalid_argument("corio: set_default_executor needs an executor");
+    std::shared_ptr<executor> old = std::exchange(m_default_executor, std::move(ex));
+    m_close_executors = &detail::executor_ops::on_close;
+}
+
+/// asyncio's `loop.shutdown_default_executor()` (3.9): `co_await` it to shut the default
+/// executor down and wait for its jobs; the loop keeps running meanwhile (the waiting happens on
+/// a thread of its own). Afterwards `run_in_executor(nullptr, ...)` and `to_thread` throw
+/// `std::runtime_error("Executor shutdown has been called")`. Does nothing more if no default
+/// executor was ever made. Cancelling the awaiting task stops the waiting, not the shutdown.
+/// `corio::run` calls it before closing its loop. (asyncio's `timeout=` is not supported.)
+inline auto event_loop::shutdown_default_executor() {
+    return detail::executor_ops::shutdown_default(*this);
+}
+
+// --- to_thread ----------------------------------------------------------------------------------
+
+/// `co_await corio::to_thread(fn, args...)`: asyncio.to_thread. Runs `fn(args...)` on the
+/// running loop's default executor and gives its result (rethrows its exception). Lazy, like a
+/// coroutine: nothing is submitted until it is awaited (or scheduled with create_task).
+///
+/// `fn` and `args` are copied (moved from rvalues) as by std::thread: pass `std::ref(x)` to hand
+/// over a reference. Cancellation: a job that has not started never runs; a running one runs to
+/// completion and its result is dropped; the awaiting task sees `cancelled_error` at once.
+/// Throws `std::runtime_error` outside a loop, or after the default executor was shut down.
+template <class F, class... A>
+task<detail::executor_result_t<F, A...>> to_thread(F fn, A... args) {
+    auto fut = get_running_loop().run_in_executor(nullptr, std::move(fn), std::move(args)...);
+    if constexpr (std::is_void_v<detail::executor_result_t<F, A...>>) {
+        co_await std::move(fut);
+    } else {
+        co_return co_await std::move(fut);
+    }
+}
+
+} // namespace corio
+// ---- end corio/executor.hpp ----
 // ---- begin corio/gather.hpp (included from corio/corio.hpp) ----
 /// \file corio/gather.hpp
 /// `co_await corio::gather(a, b, c)`: asyncio.gather. Runs awaitables concurrently and gives
@@ -3932,7 +5882,6 @@ async_generator<T> async_generator_promise<T>::get_return_object() noexcept {
 
 #include <array>
 #include <iterator>
-#include <tuple>
 #include <variant>
 
 namespace corio {
@@ -5358,6 +7307,1506 @@ inline task<std::size_t> barrier::wait() {
 
 } // namespace corio
 // ---- end corio/locks.hpp ----
+// ---- begin corio/net.hpp (included from corio/corio.hpp) ----
+/// \file corio/net.hpp
+/// Stream connections and servers with transports and protocols: asyncio's
+/// `loop.create_connection`, `loop.create_server`, `loop.create_unix_connection`,
+/// `loop.create_unix_server` and `asyncio.Server`.
+///
+/// ```
+/// struct echo : corio::protocol {                              // class Echo(asyncio.Protocol):
+///     corio::transport* t = nullptr;
+///     void connection_made(corio::transport& tr) override { t = &tr; }
+///     void data_received(std::string_view d) override { t->write(d); }
+/// };
+/// auto factory = [] { return std::make_shared<echo>(); };
+/// corio::server srv = co_await corio::create_server(factory, "127.0.0.1", 8888);
+/// co_await srv.serve_forever();                                // until cancelled
+/// ```
+///
+/// The same functions are members of the loop (`loop.create_server(factory, host, port)`).
+/// The transports behave as asyncio's selector transports: see corio/detail/stream_transport.hpp
+/// for reading, writing, flow control, errors and ownership. In short: the loop owns every open
+/// transport and every server that is not closed, so dropping all handles neither closes nor
+/// leaks them; closing the loop (the end of `corio::run`) releases whatever is still open.
+///
+/// | asyncio | corio |
+/// |---|---|
+/// | `await loop.create_connection(f, host, port)` | `co_await corio::create_connection(f, host, port)` → `{transport, protocol}` |
+/// | `await loop.create_server(f, host, port)` | `co_await corio::create_server(f, host, port)` → `corio::server` |
+/// | `await loop.create_unix_connection(f, path)` | `co_await corio::create_unix_connection(f, path)` |
+/// | `await loop.create_unix_server(f, path)` | `co_await corio::create_unix_server(f, path)` |
+/// | `server.close()`, `await server.wait_closed()` | `srv.close()`, `co_await srv.wait_closed()` |
+/// | `await server.serve_forever()` | `co_await srv.serve_forever()` |
+/// | `server.sockets[0].getsockname()[1]` | `srv.port()` |
+///
+/// GCC 12 (PR 100611): a factory lambda that captures something with a destructor (a
+/// shared_ptr, a string) must be named before the statement with the `co_await`, not written
+/// inside it.
+
+// ---- begin corio/detail/stream_transport.hpp (included from corio/net.hpp) ----
+/// \file corio/detail/stream_transport.hpp
+/// The stream transport behind create_connection, create_server and their Unix variants
+/// (corio/net.hpp), and behind subprocess pipes (`make_pipe_transport`): a socket or pipe fd
+/// driven by the loop's add_reader/add_writer, with the semantics of CPython's
+/// `_SelectorSocketTransport` (selector_events.py) and, for pipes, `_UnixReadPipeTransport` /
+/// `_UnixWritePipeTransport` (unix_events.py).
+///
+/// ## Reading
+/// A reader is registered while reading is wanted (not paused, no EOF seen, not closing). Each
+/// readiness reads once, up to 256 KiB (asyncio's max_size), into a per-thread buffer, and
+/// hands the bytes to `data_received` (a view valid only during the call). EOF calls
+/// `eof_received`: the transport closes unless it returns true (half-close; a read-only pipe
+/// always closes).
+///
+/// ## Writing
+/// `write` sends at once while nothing is buffered ("write-through"); what the kernel does
+/// not take is buffered and a writer is registered until the buffer is empty (never while it is
+/// empty: a level-triggered writable fd would spin). Flow control as asyncio: over the high-water
+/// mark (64 KiB) the protocol's `pause_writing` is called once, and `resume_writing` once the
+/// buffer drains to the low-water mark (16 KiB). `write_eof` shuts the write side
+/// (`shutdown(SHUT_WR)`) once the buffer is empty; on a pipe it closes the transport.
+///
+/// ## Ending
+/// `close` stops reading, flushes the buffer, then schedules `connection_lost(nullptr)`;
+/// `abort` drops the buffer and does the same at once. `connection_lost` is called exactly
+/// once, always from a loop callback on a later iteration (never from inside the call that
+/// ended the connection), and then the fd is closed and the protocol released (which breaks a
+/// protocol -> transport reference cycle).
+///
+/// Errors: an I/O error (ECONNRESET, EPIPE, ...) ends the connection with
+/// `connection_lost(std::system_error)`, without a report (asyncio logs those only in debug
+/// mode); an exception escaping a protocol callback goes to the loop's exception handler and
+/// aborts the transport, and connection_lost gets that exception. A write after close/abort or
+/// after the connection was lost is dropped silently. No write ever raises SIGPIPE
+/// (detail/socket.hpp).
+///
+/// ## Ownership
+/// While open, a transport is owned by its loop (the `loop_registry` below) whatever the
+/// user keeps: a server's connections live on when nobody holds their transport. The reader
+/// and writer callbacks point at the transport without owning it; they are removed before the
+/// loop lets go. After connection_lost the loop lets go, and the transport lives as long as
+/// shared_ptrs to it do. If the loop closes while transports are open, each is detached: the fd
+/// is closed and the protocol released without any callback (asyncio just drops such
+/// transports), so nothing leaks even when the protocol holds a shared_ptr to its transport.
+/// A detached or lost transport never touches the loop again: its members are no-ops.
+///
+/// All members are loop-thread only.
+
+
+#include <unordered_map>
+
+
+namespace corio::detail {
+
+// --- Loop ownership ----------------------------------------------------------------------------
+
+/// Something the loop owns while it is open (a transport, a server).
+class loop_resource {
+public:
+    virtual ~loop_resource() = default;
+    /// The loop is closing (called from inside `event_loop::close`): forget the loop, close the
+    /// fds and release the protocol, without calling the loop or any protocol callback.
+    virtual void loop_closed() noexcept = 0;
+};
+
+/// The open transports and servers of one loop: the loop's reference to them. It is one of
+/// the loop's attachments (loop_ops::add_attachment), so the loop's close() destroys it, and
+/// its destructor detaches everything still open.
+class loop_registry {
+public:
+    /// The registry of `loop`, made on first use. Throws `std::runtime_error` if the loop is
+    /// closed.
+    static loop_registry& of(event_loop& loop) {
+        if (loop_registry* r = find(loop)) return *r;
+        auto reg = std::shared_ptr<loop_registry>(new loop_registry());
+        loop_ops::add_attachment(loop, key(), reg);
+        return *reg;
+    }
+
+    loop_registry(const loop_registry&) = delete;
+    loop_registry& operator=(const loop_registry&) = delete;
+
+    /// Detaches everything still open (the loop is closing).
+    ~loop_registry() {
+        auto items = std::move(m_items);
+        m_items.clear();
+        m_closing = true;
+        for (auto& [raw, owned] : items) raw->loop_closed();
+        // `items` releases its references here: transports and servers die unless a user
+        // still holds them.
+    }
+
+    /// The loop now owns `r`.
+    void add(std::shared_ptr<loop_resource> r) {
+        if (m_closing) return;
+        loop_resource* raw = r.get();
+        m_items.emplace(raw, std::move(r));
+    }
+    /// The loop lets go of `r`; the reference is handed back so that the caller decides when
+    /// the object may die (not in the middle of one of its own members).
+    std::shared_ptr<loop_resource> remove(loop_resource* r) noexcept {
+        auto it = m_items.find(r);
+        if (it == m_items.end()) return nullptr;
+        std::shared_ptr<loop_resource> out = std::move(it->second);
+        m_items.erase(it);
+        return out;
+    }
+    /// How many objects the loop owns (for tests).
+    std::size_t size() const noexcept { return m_items.size(); }
+
+    /// The registry of `loop` if it has one (for tests).
+    static loop_registry* find(const event_loop& loop) noexcept {
+        return static_cast<loop_registry*>(loop_ops::find_attachment(loop, key()));
+    }
+
+private:
+    loop_registry() = default;
+
+    static const void* key() noexcept {
+        static const char k = 0;
+        return &k;
+    }
+
+    std::unordered_map<loop_resource*, std::shared_ptr<loop_resource>> m_items;
+    bool m_closing = false;
+};
+
+class stream_transport;
+
+/// What a server's connection reports to its server (the server counts its connections for
+/// wait_closed, and can close them all).
+class connection_owner {
+public:
+    virtual ~connection_owner() = default;
+    /// A connection started (before connection_made).
+    virtual void connection_attached(stream_transport& t) = 0;
+    /// A connection ended (after connection_lost).
+    virtual void connection_detached(stream_transport& t) noexcept = 0;
+};
+
+/// The read buffer, one per thread: one loop per thread, and the bytes are only lent to
+/// data_received, which cannot start another read on the same thread.
+inline char* stream_read_buffer(std::size_t size) {
+    thread_local std::unique_ptr<char[]> buf;
+    if (!buf) buf.reset(new char[size]);
+    return buf.get();
+}
+
+// --- The transport -----------------------------------------------------------------------------
+
+/// A stream transport over a socket or pipe fd: see the file comment.
+class stream_transport final : public transport, public loop_resource {
+public:
+    /// What the fd is.
+    enum class kind {
+        socket,      ///< a connected stream socket (TCP, Unix): reads, writes, shutdown
+        read_pipe,   ///< the read end of a pipe: reads only; EOF closes
+        write_pipe,  ///< the write end of a pipe: writes only; write_eof closes
+        duplex_pipe, ///< a read-write fd that is not a socket (a tty, a FIFO opened O_RDWR)
+    };
+
+    /// asyncio's max_size: the most one readiness reads.
+    static constexpr std::size_t max_read_size = 256 * 1024;
+    /// asyncio's default high-water mark.
+    static constexpr std::size_t default_high_water = 64 * 1024;
+
+    /// Takes `fd` (non-blocking) and `p`. Nothing happens until start(). `peer`: the peer
+    /// address if known (accept gives it), else asked from the socket.
+    stream_transport(event_loop& loop, unique_fd fd, std::shared_ptr<protocol> p, kind k,
+                     std::shared_ptr<connection_owner> server = nullptr,
+                     std::optional<address> peer = std::nullopt)
+        : m_loop(&loop), m_fd(std::move(fd)), m_fdnum(m_fd.get()), m_protocol(std::move(p)),
+          m_server(std::move(server)), m_kind(k) {
+        if (!m_protocol) throw std::invalid_argument("corio: a transport needs a protocol");
+        if (m_kind == kind::socket) {
+            m_local = socket_local_address(m_fdnum);
+            m_peer = peer ? *peer : socket_peer_address(m_fdnum);
+        } else {
+            m_no_sigpipe = set_pipe_no_sigpipe(m_fdnum);
+        }
+    }
+
+    stream_transport(const stream_transport&) = delete;
+    stream_transport& operator=(const stream_transport&) = delete;
+
+    /// Closes the fd if still open; never touches the loop (see the file comment).
+    ~stream_transport() override = default;
+
+    /// The loop takes ownership, the server (if any) counts the connection, the protocol's
+    /// connection_made runs, then reading starts. If connection_made throws, the transport is
+    /// aborted (connection_lost is not called: the connection was never made) and the
+    /// exception is rethrown.
+    void start() {
+        auto self = shared_self();
+        m_registry = &loop_registry::of(*m_loop);
+        m_registry->add(self);
+        if (m_server) {
+            try {
+                m_server->connection_attached(*this);
+            } catch (...) {
+                auto keep = m_registry->remove(this);
+                m_registry = nullptr;
+                throw;
+            }
+        }
+        m_protocol_connected = true;
+        try {
+            m_protocol->connection_made(*this);
+        } catch (...) {
+            m_protocol_connected = false;
+            force_close(std::current_exception());
+            throw;
+        }
+        // connection_made may have paused reading (asyncio's _add_reader checks is_reading()).
+        if (!m_closing && !m_paused && m_kind != kind::write_pipe) start_reading();
+        // The write end of a pipe is watched for reading too: it becomes "readable" (an error
+        // or hang-up) when the read end closes (asyncio's trick).
+        if (!m_closing && m_kind == kind::write_pipe) set_reader(true);
+    }
+
+    // --- base_transport ------------------------------------------------------------------
+
+    void close() override {
+        if (m_closing) return;
+        m_closing = true;
+        set_reader(false);
+        if (pending() == 0) {
+            m_conn_lost = true;
+            set_writer(false);
+            schedule_connection_lost(nullptr);
+        }
+    }
+
+    bool is_closing() const noexcept override { return m_closing; }
+
+    std::any get_extra_info(std::string_view name) const override {
+        const bool open = m_fd && !m_conn_lost;
+        if (m_kind == kind::socket) {
+            if (name == "peername") return m_peer;
+            if (name == "sockname") return m_local;
+            if (name == "socket" && open) return m_fdnum;
+        } else if (name == "pipe" && open) {
+            return m_fdnum;
+        }
+        return {};
+    }
+
+    // --- read_transport --------------------------------------------------------------------
+
+    void pause_reading() override {
+        if (m_closing || m_paused || m_kind == kind::write_pipe) return;
+        m_paused = true;
+        set_reader(false);
+    }
+    void resume_reading() override {
+        if (m_closing || !m_paused) return;
+        m_paused = false;
+        if (!m_read_eof) start_reading();
+    }
+    bool is_reading() const noexcept override {
+        return !m_paused && !m_closing && m_kind != kind::write_pipe;
+    }
+
+    // --- write_transport -------------------------------------------------------------------
+
+    void write(std::string_view data) override {
+        if (m_eof) throw std::runtime_error("Cannot call write() after write_eof()");
+        if (m_kind == kind::read_pipe)
+            throw std::logic_error("corio: write() on the read end of a pipe");
+        if (data.empty() || m_closing || !live()) return; // dropped, as asyncio (which warns)
+        if (pending() == 0) {
+            const ssize_t n = send_some(data.data(), data.size());
+            if (n < 0) {
+                const int e = errno;
+                if (!is_would_block(e)) {
+                    io_error(e, "Fatal write error on " + what());
+                    return;
+                }
+            } else {
+                data.remove_prefix(static_cast<std::size_t>(n));
+                if (data.empty()) return;
+            }
+            set_writer(true);
+        }
+        if (m_buffer_off > 0 && m_buffer_off >= m_buffer.size() / 2) {
+            m_buffer.erase(0, m_buffer_off);
+            m_buffer_off = 0;
+        }
+        m_buffer.append(data);
+        maybe_pause_protocol();
+    }
+
+    void write_eof() override {
+        if (!can_write_eof()) throw std::logic_error("corio: this transport cannot write EOF");
+        if (m_closing || m_eof) return;
+        m_eof = true;
+        if (m_kind != kind::socket) { // a pipe has no half-close: EOF is closing it
+            close();
+            return;
+        }
+        if (pending() == 0) shutdown_write();
+    }
+
+    bool can_write_eof() const noexcept override {
+        return m_kind == kind::socket || m_kind == kind::write_pipe;
+    }
+
+    void abort() override { force_close(nullptr); }
+
+    std::size_t get_write_buffer_size() const noexcept override { return pending(); }
+
+    void set_write_buffer_limits(std::optional<std::size_t> high = std::nullopt,
+                                 std::optional<std::size_t> low = std::nullopt) override {
+        std::size_t h = high ? *high : (low ? 4 * *low : default_high_water);
+        std::size_t l = low ? *low : h / 4;
+        if (l > h)
+            throw std::invalid_argument("high (" + std::to_string(h) + ") must be >= low (" +
+                                        std::to_string(l) + ") must be >= 0");
+        m_high = h;
+        m_low = l;
+        maybe_pause_protocol();
+    }
+
+    std::pair<std::size_t, std::size_t> get_write_buffer_limits() const noexcept override {
+        return {m_low, m_high};
+    }
+
+    // --- loop_resource ----------------------------------------------------------------------
+
+    void loop_closed() noexcept override {
+        m_loop = nullptr;
+        m_registry = nullptr;
+        m_closing = m_conn_lost = true;
+        m_reader_on = m_writer_on = false; // the loop forgot its callbacks
+        m_protocol_connected = false;
+        m_fd.reset();
+        m_buffer.clear();
+        m_buffer_off = 0;
+        auto p = std::move(m_protocol); // released last: its destructor may call this object
+        auto s = std::move(m_server);
+    }
+
+    /// The fd (-1 once closed).
+    int fd() const noexcept { return m_fd.get(); }
+    /// The protocol (null once the connection is lost).
+    const std::shared_ptr<protocol>& get_protocol() const noexcept { return m_protocol; }
+
+private:
+    std::shared_ptr<stream_transport> shared_self() {
+        return std::shared_ptr<stream_transport>(shared_from_this(), this);
+    }
+
+    /// The loop, if this transport may still use it.
+    bool live() const noexcept { return m_loop && !m_loop->is_closed() && m_fd; }
+
+    std::size_t pending() const noexcept { return m_buffer.size() - m_buffer_off; }
+
+    std::string what() const { return m_kind == kind::socket ? "socket transport" : "pipe transport"; }
+
+    static bool is_would_block(int e) noexcept {
+        return e == EAGAIN || e == EWOULDBLOCK || e == EINTR;
+    }
+
+    ssize_t send_some(const char* data, std::size_t n) noexcept {
+        if (m_kind == kind::socket) return socket_send(m_fd.get(), data, n);
+        return pipe_write(m_fd.get(), data, n, m_no_sigpipe);
+    }
+
+    void shutdown_write() noexcept {
+        if (m_fd) ::shutdown(m_fd.get(), SHUT_WR); // ENOTCONN after a reset: nothing to do
+    }
+
+    void start_reading() { set_reader(true); }
+
+    void set_reader(bool on) {
+        if (on == m_reader_on) return;
+        if (on) {
+            if (!live()) return;
+            m_loop->add_reader(m_fd.get(), [this] { on_readable(); });
+            m_reader_on = true;
+        } else {
+            m_reader_on = false;
+            if (live()) m_loop->remove_reader(m_fd.get());
+        }
+    }
+
+    void set_writer(bool on) {
+        if (on == m_writer_on) return;
+        if (on) {
+            if (!live()) return;
+            m_loop->add_writer(m_fd.get(), [this] { on_writable(); });
+            m_writer_on = true;
+        } else {
+            m_writer_on = false;
+            if (live()) m_loop->remove_writer(m_fd.get());
+        }
+    }
+
+    void on_readable() {
+        if (m_conn_lost) return;
+        if (m_kind == kind::write_pipe) {
+            // The read end closed (asyncio: _UnixWritePipeTransport._read_ready).
+            if (pending() > 0)
+                force_close(std::make_exception_ptr(
+                    std::system_error(EPIPE, std::generic_category(), "Broken pipe")));
+            else
+                force_close(nullptr);
+            return;
+        }
+        char* buf = stream_read_buffer(max_read_size);
+        const ssize_t n = m_kind == kind::socket ? ::recv(m_fd.get(), buf, max_read_size, 0)
+                                                 : ::read(m_fd.get(), buf, max_read_size);
+        if (n < 0) {
+            const int e = errno;
+            if (!is_would_block(e)) io_error(e, "Fatal read error on " + what());
+            return;
+        }
+        if (n == 0) {
+            on_eof();
+            return;
+        }
+        try {
+            m_protocol->data_received(std::string_view(buf, static_cast<std::size_t>(n)));
+        } catch (...) {
+            fatal_error(std::current_exception(), "Fatal error: protocol.data_received() call failed.");
+        }
+    }
+
+    void on_eof() {
+        m_read_eof = true;
+        set_reader(false);
+        bool keep_open = false;
+        try {
+            keep_open = m_protocol->eof_received();
+        } catch (...) {
+            fatal_error(std::current_exception(), "Fatal error: protocol.eof_received() call failed.");
+            return;
+        }
+        if (!keep_open || m_kind == kind::read_pipe) close();
+    }
+
+    void on_writable() {
+        if (m_conn_lost || pending() == 0) {
+            set_writer(false);
+            return;
+        }
+        const ssize_t n = send_some(m_buffer.data() + m_buffer_off, pending());
+        if (n < 0) {
+            const int e = errno;
+            if (is_would_block(e)) return;
+            set_writer(false);
+            m_buffer.clear();
+            m_buffer_off = 0;
+            io_error(e, "Fatal write error on " + what());
+            return;
+        }
+        m_buffer_off += static_cast<std::size_t>(n);
+        if (m_buffer_off == m_buffer.size()) {
+            m_buffer.clear();
+            m_buffer_off = 0;
+        }
+        maybe_resume_protocol(); // may write more, close or abort
+        if (pending() > 0 || m_conn_lost) return;
+        set_writer(false);
+        if (m_closing) {
+            m_conn_lost = true;
+            schedule_connection_lost(nullptr);
+        } else if (m_eof) {
+            shutdown_write();
+        }
+    }
+
+    /// asyncio's _fatal_error for an exception from a protocol callback: reported, then abort.
+    void fatal_error(std::exception_ptr e, const char* message) {
+        if (m_loop && !m_loop->is_closed()) m_loop->call_exception_handler({message, e, {}});
+        force_close(std::move(e));
+    }
+
+    /// asyncio's _fatal_error for an OSError: not reported (debug-level log in asyncio).
+    void io_error(int err, const std::string& what) {
+        force_close(std::make_exception_ptr(std::system_error(err, std::generic_category(), what)));
+    }
+
+    /// asyncio's _force_close.
+    void force_close(std::exception_ptr e) {
+        if (m_conn_lost) return;
+        if (pending() > 0) {
+            m_buffer.clear();
+            m_buffer_off = 0;
+        }
+        set_writer(false);
+        if (!m_closing) m_closing = true;
+        set_reader(false);
+        m_conn_lost = true;
+        schedule_connection_lost(std::move(e));
+    }
+
+    void schedule_connection_lost(std::exception_ptr e) {
+        if (!m_loop || m_loop->is_closed()) return;
+        auto self = shared_self();
+        m_loop->call_soon([self, e] { self->call_connection_lost(e); });
+    }
+
+    /// asyncio's _call_connection_lost: the protocol hears of it, then everything is released.
+    void call_connection_lost(std::exception_ptr e) {
+        if (!m_loop) return; // detached meanwhile
+        std::exception_ptr failure;
+        if (m_protocol_connected) {
+            m_protocol_connected = false;
+            try {
+                m_protocol->connection_lost(e);
+            } catch (...) {
+                failure = std::current_exception();
+            }
+        }
+        set_reader(false);
+        set_writer(false);
+        m_fd.reset();
+        auto p = std::move(m_protocol);
+        auto s = std::move(m_server);
+        if (s) s->connection_detached(*this);
+        std::shared_ptr<loop_resource> keep;
+        if (m_registry) keep = m_registry->remove(this);
+        m_registry = nullptr;
+        if (failure && m_loop && !m_loop->is_closed())
+            m_loop->call_exception_handler(
+                {"Exception in protocol.connection_lost()", failure, {}});
+        // p (the protocol), s (the server) and keep (the loop's reference) go here; the
+        // caller's `self` keeps this object alive until the callback returns.
+    }
+
+    void maybe_pause_protocol() {
+        if (pending() <= m_high || m_protocol_paused || !m_protocol) return;
+        m_protocol_paused = true;
+        try {
+            m_protocol->pause_writing();
+        } catch (...) {
+            if (m_loop && !m_loop->is_closed())
+                m_loop->call_exception_handler(
+                    {"protocol.pause_writing() failed", std::current_exception(), {}});
+        }
+    }
+
+    void maybe_resume_protocol() {
+        if (!m_protocol_paused || pending() > m_low || !m_protocol) return;
+        m_protocol_paused = false;
+        try {
+            m_protocol->resume_writing();
+        } catch (...) {
+            if (m_loop && !m_loop->is_closed())
+                m_loop->call_exception_handler(
+                    {"protocol.resume_writing() failed", std::current_exception(), {}});
+        }
+    }
+
+    event_loop* m_loop;
+    loop_registry* m_registry = nullptr;
+    unique_fd m_fd;
+    int m_fdnum;
+    std::shared_ptr<protocol> m_protocol;
+    std::shared_ptr<connection_owner> m_server;
+    kind m_kind;
+    address m_peer;
+    address m_local;
+    std::string m_buffer;       ///< bytes not yet sent start at m_buffer_off
+    std::size_t m_buffer_off = 0;
+    std::size_t m_high = default_high_water;
+    std::size_t m_low = default_high_water / 4;
+    bool m_closing = false;            ///< close/abort called, or the connection is ending
+    bool m_conn_lost = false;          ///< connection_lost is scheduled (or done)
+    bool m_eof = false;                ///< write_eof called
+    bool m_read_eof = false;           ///< the peer's EOF was read
+    bool m_paused = false;             ///< pause_reading
+    bool m_reader_on = false;
+    bool m_writer_on = false;
+    bool m_protocol_paused = false;    ///< pause_writing called, resume_writing not yet
+    bool m_protocol_connected = false; ///< connection_made called, connection_lost not yet
+    bool m_no_sigpipe = false;         ///< the pipe fd never raises SIGPIPE (F_SETNOSIGPIPE)
+};
+
+/// A transport over a pipe (or socketpair) fd, for subprocesses: takes ownership of `fd`
+/// (made non-blocking here), calls `p->connection_made` and starts reading if the fd is
+/// readable. The kind follows the fd: a socket is a full stream transport; a pipe's read end
+/// (O_RDONLY) only reads (writing throws `std::logic_error`, EOF closes); a write end
+/// (O_WRONLY) only writes (write_eof closes it, and the transport closes when the read end is
+/// closed: with `connection_lost(std::system_error(EPIPE))` if data was still buffered). No
+/// write raises SIGPIPE. Extra info: "pipe" (the fd), or for a socket "socket", "peername",
+/// "sockname". Throws `std::system_error` if the fd is bad, and what connection_made throws
+/// (the fd is then closed).
+inline std::shared_ptr<transport> make_pipe_transport(event_loop& loop, int fd,
+                                                      std::shared_ptr<protocol> p) {
+    unique_fd owned(fd);
+    set_nonblocking(fd);
+    stream_transport::kind k = stream_transport::kind::socket;
+    if (!is_socket(fd)) {
+        const int fl = ::fcntl(fd, F_GETFL);
+        if (fl < 0) throw_os_error(errno, "fcntl(F_GETFL)");
+        switch (fl & O_ACCMODE) {
+        case O_RDONLY: k = stream_transport::kind::read_pipe; break;
+        case O_WRONLY: k = stream_transport::kind::write_pipe; break;
+        default: k = stream_transport::kind::duplex_pipe; break;
+        }
+    }
+    auto t = std::make_shared<stream_transport>(loop, std::move(owned), std::move(p), k);
+    t->start();
+    return t;
+}
+
+} // namespace corio::detail
+// ---- end corio/detail/stream_transport.hpp ----
+// ---- begin corio/resolver.hpp (included from corio/net.hpp) ----
+/// \file corio/resolver.hpp
+/// Name resolution: asyncio's `loop.getaddrinfo` and `socket.getservbyname`.
+///
+/// ```
+/// std::vector<corio::address> as = co_await corio::getaddrinfo("localhost", 80);
+/// int http = corio::getservbyname("http");            // 80
+/// ```
+///
+/// `getaddrinfo` runs the system's blocking `getaddrinfo(3)` on the default thread pool
+/// (`corio::to_thread`), so the loop keeps serving other tasks during a slow DNS query. A
+/// numeric host (`"127.0.0.1"`, `"::1"`) with a numeric port is answered at once without a
+/// thread, as asyncio's `_ipaddr_info` fast path does. Errors of the resolver come out as
+/// `corio::gai_error`, a `std::system_error` (asyncio's `socket.gaierror`, an OSError).
+
+
+
+#include <netdb.h>
+
+namespace corio {
+
+/// The error category of `getaddrinfo(3)`'s `EAI_*` codes; `message(code)` is
+/// `gai_strerror(code)`.
+inline const std::error_category& gai_category() noexcept {
+    struct category final : std::error_category {
+        const char* name() const noexcept override { return "getaddrinfo"; }
+        std::string message(int code) const override { return ::gai_strerror(code); }
+    };
+    static const category instance;
+    return instance;
+}
+
+/// A name-resolution failure (asyncio's `socket.gaierror`): `code()` holds the `EAI_*` value
+/// (`code().value() == EAI_NONAME` for an unknown host) in `gai_category()`, and `what()` reads
+/// "getaddrinfo(HOST, SERVICE): MESSAGE", e.g. "Name or service not known". Derives from
+/// `std::system_error`, so a `catch (const std::system_error&)` for connection errors also
+/// catches it, as `except OSError` does in Python.
+class gai_error : public std::system_error {
+public:
+    /// An error with the `EAI_*` code `code`; `what` says what was being resolved.
+    gai_error(int code, const std::string& what) : std::system_error(code, gai_category(), what) {}
+};
+
+/// The hints of `getaddrinfo` (the keyword arguments of asyncio's `loop.getaddrinfo`).
+struct addrinfo_options {
+    /// AF_INET, AF_INET6, or AF_UNSPEC (the default) for both.
+    int family = AF_UNSPEC;
+    /// SOCK_STREAM, SOCK_DGRAM, or 0 (the default) for any.
+    int type = 0;
+    /// IPPROTO_TCP, IPPROTO_UDP, or 0 for any.
+    int protocol = 0;
+    /// AI_* flags, e.g. AI_PASSIVE (with an empty host: the wildcard addresses, for bind).
+    int flags = 0;
+};
+
+namespace detail {
+
+/// asyncio's `_ipaddr_info`: the address, without a lookup, when `host` is a numeric IPv4 or
+/// IPv6 address of an acceptable family and the port is numeric. Otherwise nothing.
+inline std::optional<address> numeric_address(const std::string& host, const port_or_service& port,
+                                              int family) {
+    if (host.empty()) return std::nullopt; // None: the resolver picks the wildcard or loopback
+    const int p = port.str().empty() ? 0 : port.number();
+    if (p < 0 || p > 65535) return std::nullopt;
+    unsigned char buf[sizeof(in6_addr)];
+    int af = AF_UNSPEC;
+    if (::inet_pton(AF_INET, host.c_str(), buf) == 1) {
+        af = AF_INET;
+    } else {
+        std::string bare = host.substr(0, host.find('%'));
+        if (::inet_pton(AF_INET6, bare.c_str(), buf) == 1) af = AF_INET6;
+    }
+    if (af == AF_UNSPEC || (family != AF_UNSPEC && family != af)) return std::nullopt;
+    try {
+        return address(host, p);
+    } catch (const std::invalid_argument&) { // an unknown IPv6 scope: let the resolver say so
+        return std::nullopt;
+    }
+}
+
+/// The blocking lookup (runs on a pool thread): every address, in the resolver's order,
+/// without the duplicates that one per socket type (stream, datagram, raw) would give.
+inline std::vector<address> blocking_getaddrinfo(const std::string& host, const std::string& service,
+                                                 const addrinfo_options& opts) {
+    addrinfo hints{};
+    hints.ai_family = opts.family;
+    hints.ai_socktype = opts.type;
+    hints.ai_protocol = opts.protocol;
+    hints.ai_flags = opts.flags;
+    addrinfo* res = nullptr;
+    const int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(),
+                                 service.empty() ? nullptr : service.c_str(), &hints, &res);
+    if (rc != 0) {
+        const std::string what = "getaddrinfo(" + (host.empty() ? std::string("None") : host) +
+                                 ", " + (service.empty() ? std::string("None") : service) + ")";
+#ifdef EAI_SYSTEM
+        if (rc == EAI_SYSTEM) throw_os_error(errno, what);
+#endif
+        throw gai_error(rc, what);
+    }
+    std::unique_ptr<addrinfo, void (*)(addrinfo*)> guard(res, &::freeaddrinfo);
+    std::vector<address> out;
+    for (const addrinfo* ai = res; ai; ai = ai->ai_next) {
+        if (!ai->ai_addr || ai->ai_addrlen > address::capacity()) continue;
+        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
+        address a = address::from_sockaddr(ai->ai_addr, ai->ai_addrlen);
+        if (std::find(out.begin(), out.end(), a) == out.end()) out.push_back(std::move(a));
+    }
+    if (out.empty()) // only families an address cannot hold: as asyncio's "returned empty list"
+        throw gai_error(EAI_NONAME, "getaddrinfo(" + host + ", " + service + ") returned no IP address");
+    return out;
+}
+
+/// getaddrinfo with a copy of everything the pool thread needs (no reference into the
+/// awaiting coroutine's frame, which a cancellation may destroy while the lookup runs).
+inline task<std::vector<address>> resolve_on_thread(std::string host, std::string service,
+                                                   addrinfo_options opts) {
+    co_return co_await to_thread(&blocking_getaddrinfo, std::move(host), std::move(service), opts);
+}
+
+} // namespace detail
+
+/// asyncio's `loop.getaddrinfo(host, port, family=, type=, proto=, flags=)`: the addresses of
+/// `host` (a name or a numeric address; empty means Python's `None`: the wildcard address with
+/// `AI_PASSIVE`, the loopback address without) with `port` (a number, or a service name such
+/// as "http"), in the resolver's order (IPv6 first for "localhost" on many systems), without
+/// duplicates (asyncio returns one 5-tuple per socket type; a `corio::address` has no type).
+///
+/// Runs `getaddrinfo(3)` on the default executor (corio/executor.hpp), except for a numeric
+/// host with a numeric port, which is answered at once. Never returns an empty vector.
+///
+/// Throws `corio::gai_error` if the name or service is unknown (`EAI_NONAME`,
+/// `EAI_SERVICE`, ...), `std::system_error` for `EAI_SYSTEM`, `std::runtime_error` outside a
+/// loop or after the default executor was shut down.
+///
+/// Cancellation: the awaiting task sees `cancelled_error` at once; a lookup already running on
+/// the pool thread runs to completion and its result is dropped.
+inline task<std::vector<address>> getaddrinfo(std::string host, port_or_service port = 0,
+                                              addrinfo_options opts = {}) {
+    if (auto a = detail::numeric_address(host, port, opts.family)) co_return std::vector<address>{*a};
+    std::string service = port.str();
+    co_return co_await detail::resolve_on_thread(std::move(host), std::move(service), opts);
+}
+
+/// `socket.getservbyname(name, proto)`: the port of a service in the system's services
+/// database (`/etc/services`): `getservbyname("http") == 80`, `getservbyname("domain", "udp")
+/// == 53`. Synchronous: a local file lookup. Thread-safe (getservbyname_r where the system has
+/// it, a lock otherwise). Throws `std::system_error` (ENOENT, "service/proto not found", as
+/// Python's OSError) for an unknown service.
+inline int getservbyname(const std::string& name, const std::string& proto = "tcp") {
+    const char* p = proto.empty() ? nullptr : proto.c_str();
+    int port = -1;
+#if defined(__GLIBC__) || defined(__FreeBSD__)
+    servent entry{};
+    servent* found = nullptr;
+    std::vector<char> buf(1024);
+    for (;;) {
+        const int rc = ::getservbyname_r(name.c_str(), p, &entry, buf.data(), buf.size(), &found);
+        if (rc == ERANGE && buf.size() < (1u << 20)) {
+            buf.resize(buf.size() * 2);
+            continue;
+        }
+        break;
+    }
+    if (found) port = ntohs(static_cast<std::uint16_t>(found->s_port));
+#else
+    static std::mutex lock;
+    {
+        std::lock_guard guard(lock);
+        if (const servent* found = ::getservbyname(name.c_str(), p))
+            port = ntohs(static_cast<std::uint16_t>(found->s_port));
+    }
+#endif
+    if (port < 0)
+        detail::throw_os_error(ENOENT, "service/proto not found: '" + name + "'/" +
+                                           (proto.empty() ? std::string("*") : proto));
+    return port;
+}
+
+} // namespace corio
+// ---- end corio/resolver.hpp ----
+
+#include <unordered_set>
+
+
+namespace corio {
+
+/// Options of `create_connection` (asyncio's keyword arguments).
+struct connection_options {
+    /// Bind the socket to this local address before connecting (asyncio's `local_addr`); its
+    /// family must match the remote address's (addresses of other families are skipped).
+    /// (Initialized explicitly so that `{.family = AF_INET}` draws no
+    /// -Wmissing-field-initializers.)
+    std::optional<address> local_addr = std::nullopt;
+    /// AF_INET or AF_INET6 to resolve `host` to that family only; AF_UNSPEC (the default) for
+    /// both.
+    int family = AF_UNSPEC;
+};
+
+/// Options of `create_server` and `create_unix_server` (asyncio's keyword arguments).
+struct server_options {
+    /// The listen() backlog; also the most connections accepted per readiness.
+    int backlog = 100;
+    /// SO_REUSEADDR (TCP only): bind even if a recently closed server's connections linger in
+    /// TIME_WAIT. On by default, as asyncio on Unix.
+    bool reuse_address = true;
+    /// SO_REUSEPORT (TCP only): several servers may bind the same port. Throws
+    /// `std::invalid_argument` where the system lacks it.
+    bool reuse_port = false;
+    /// AF_INET or AF_INET6 to bind only addresses of that family; AF_UNSPEC for both.
+    int family = AF_UNSPEC;
+    /// Start accepting at once; otherwise call `start_serving()` or `serve_forever()` (the
+    /// sockets are bound but not listening until then: connections are refused).
+    bool start_serving = true;
+};
+
+/// \cond INTERNAL
+namespace detail {
+
+/// The protocol factory of a server, type-erased (move-only factories work too).
+class protocol_factory_base {
+public:
+    virtual ~protocol_factory_base() = default;
+    virtual std::shared_ptr<protocol> make() = 0;
+};
+
+template <class F>
+class protocol_factory_impl final : public protocol_factory_base {
+public:
+    explicit protocol_factory_impl(F f) : m_fn(std::move(f)) {}
+    std::shared_ptr<protocol> make() override { return m_fn(); }
+
+private:
+    F m_fn;
+};
+
+/// The element type of the shared_ptr a protocol factory returns, checked.
+template <class Factory>
+struct factory_traits {
+    using pointer = std::invoke_result_t<Factory&>;
+    using element = typename pointer::element_type;
+    static_assert(std::is_same_v<pointer, std::shared_ptr<element>>,
+                  "corio: the protocol factory must return a std::shared_ptr<P>");
+    static_assert(std::is_base_of_v<protocol, element>,
+                  "corio: a stream protocol must derive from corio::protocol");
+};
+
+/// asyncio's ACCEPT_RETRY_DELAY: how long a server stops accepting after accept() ran out of
+/// file descriptors or memory.
+inline constexpr std::chrono::seconds accept_retry_delay{1};
+
+/// What a `corio::server` handle shares: asyncio's Server plus the listening sockets' accept
+/// loops (selector_events._accept_connection). Owned by the loop (loop_registry) until closed;
+/// connections hold it too (to report their end, for wait_closed).
+class server_state final : public loop_resource,
+                           public connection_owner,
+                           public std::enable_shared_from_this<server_state> {
+public:
+    struct listener {
+        unique_fd fd;
+        address addr;
+        bool reading = false;
+        timer_handle retry; ///< the accept retry after EMFILE & co
+    };
+
+    server_state(event_loop& loop, std::vector<listener> listeners,
+                 std::unique_ptr<protocol_factory_base> factory, int backlog)
+        : m_loop(&loop), m_listeners(std::move(listeners)), m_factory(std::move(factory)),
+          m_backlog(backlog > 0 ? backlog : 1) {
+        if (!m_listeners.empty()) m_port = m_listeners.front().addr.port();
+    }
+    server_state(const server_state&) = delete;
+    server_state& operator=(const server_state&) = delete;
+
+    /// A Unix server removes its socket file when closed, if it is still the one it bound.
+    void set_unix_cleanup(std::string path, dev_t dev, ino_t ino) {
+        m_unix_path = std::move(path);
+        m_unix_dev = dev;
+        m_unix_ino = ino;
+    }
+
+    /// The loop takes ownership.
+    void attach_to_loop() {
+        m_registry = &loop_registry::of(*m_loop);
+        m_registry->add(shared_from_this());
+    }
+
+    bool live() const noexcept { return m_loop && !m_loop->is_closed(); }
+    bool closed() const noexcept { return m_closed; }
+    bool serving() const noexcept { return m_serving; }
+    int port() const noexcept { return m_port; }
+    event_loop* loop() const noexcept { return m_loop; }
+
+    std::vector<address> addresses() const {
+        std::vector<address> out;
+        if (m_closed) return out;
+        for (const listener& l : m_listeners) out.push_back(l.addr);
+        return out;
+    }
+
+    /// asyncio's Server._start_serving: listen() and watch every socket.
+    void start_serving() {
+        if (m_serving || m_closed || !live()) return;
+        for (listener& l : m_listeners)
+            if (::listen(l.fd.get(), m_backlog) != 0) throw_os_error(errno, "listen");
+        m_serving = true;
+        for (std::size_t i = 0; i < m_listeners.size(); ++i) watch(i);
+    }
+
+    /// asyncio's Server.close: stop listening; connections stay.
+    void close() {
+        if (m_closed) return;
+        auto keep = shared_from_this(); // the registry may hold the last reference
+        m_closed = true;
+        m_serving = false;
+        for (listener& l : m_listeners) {
+            l.retry.cancel();
+            if (l.reading && live()) m_loop->remove_reader(l.fd.get());
+            l.reading = false;
+            l.fd.reset();
+        }
+        unlink_unix_path();
+        if (m_serving_forever) {
+            future<void> f = std::move(*m_serving_forever);
+            m_serving_forever.reset();
+            if (!f.done() && live()) f.cancel();
+        }
+        if (m_connections.empty()) wake_closed_waiters();
+        std::shared_ptr<loop_resource> owned;
+        if (m_registry) owned = m_registry->remove(this);
+        m_registry = nullptr;
+    }
+
+    void close_clients() {
+        for (const auto& t : connections()) t->close();
+    }
+    void abort_clients() {
+        for (const auto& t : connections()) t->abort();
+    }
+
+    /// asyncio's Server.wait_closed (3.12.1+): until closed and every connection is lost.
+    static task<> wait_closed(std::shared_ptr<server_state> s) {
+        if (s->m_waiters_done || !s->live()) co_return;
+        std::erase_if(s->m_waiters, [](const future<void>& f) { return f.done(); });
+        future<void> f(*s->m_loop);
+        s->m_waiters.push_back(f);
+        co_await f;
+    }
+
+    /// asyncio's Server.serve_forever, except that on cancellation it closes the server
+    /// without waiting for its connections (see corio::server::serve_forever).
+    static task<> serve_forever(std::shared_ptr<server_state> s) {
+        if (s->m_serving_forever)
+            throw std::runtime_error("server is already being awaited on serve_forever()");
+        if (s->m_closed || !s->live()) throw std::runtime_error("server is closed");
+        s->start_serving();
+        future<void> f(*s->m_loop);
+        s->m_serving_forever = f;
+        try {
+            co_await f; // completes only by cancellation: of this task, or by close()
+        } catch (const cancelled_error&) {
+            if (s->m_serving_forever && *s->m_serving_forever == f) s->m_serving_forever.reset();
+            s->close();
+            throw;
+        }
+    }
+
+    // --- connection_owner -------------------------------------------------------------------
+
+    void connection_attached(stream_transport& t) override { m_connections.insert(&t); }
+    void connection_detached(stream_transport& t) noexcept override {
+        m_connections.erase(&t);
+        if (m_connections.empty() && m_closed) wake_closed_waiters();
+    }
+
+    // --- loop_resource ----------------------------------------------------------------------
+
+    void loop_closed() noexcept override {
+        m_loop = nullptr;
+        m_registry = nullptr;
+        m_closed = true;
+        m_serving = false;
+        for (listener& l : m_listeners) {
+            l.reading = false;
+            l.fd.reset();
+        }
+        unlink_unix_path();
+        m_serving_forever.reset();
+        m_waiters.clear();
+        m_waiters_done = true;
+    }
+
+private:
+    std::vector<std::shared_ptr<stream_transport>> connections() const {
+        std::vector<std::shared_ptr<stream_transport>> out;
+        out.reserve(m_connections.size());
+        for (stream_transport* t : m_connections)
+            out.push_back(std::shared_ptr<stream_transport>(t->shared_from_this(), t));
+        return out;
+    }
+
+    void wake_closed_waiters() noexcept {
+        if (m_waiters_done) return;
+        m_waiters_done = true;
+        std::vector<future<void>> ws;
+        ws.swap(m_waiters);
+        if (!live()) return;
+        for (future<void>& f : ws)
+            if (!f.done()) f.set_result();
+    }
+
+    void unlink_unix_path() noexcept {
+        if (m_unix_path.empty()) return;
+        struct stat st{};
+        if (::stat(m_unix_path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) &&
+            st.st_dev == m_unix_dev && st.st_ino == m_unix_ino)
+            ::unlink(m_unix_path.c_str());
+        m_unix_path.clear();
+    }
+
+    void watch(std::size_t i) {
+        listener& l = m_listeners[i];
+        if (l.reading || !l.fd || !live()) return;
+        m_loop->add_reader(l.fd.get(), [this, i] { on_acceptable(i); });
+        l.reading = true;
+    }
+
+    /// asyncio's _accept_connection: accept what is pending (at most `backlog` per readiness).
+    void on_acceptable(std::size_t i) {
+        auto keep = shared_from_this(); // a connection_made may close the server
+        for (int n = 0; n < m_backlog && m_serving; ++n) {
+            address peer;
+            const int fd = accept_socket(m_listeners[i].fd.get(), &peer);
+            if (fd < 0) {
+                const int e = errno;
+                if (is_transient_accept_error(e)) return;
+                if (is_resource_accept_error(e)) {
+                    out_of_resources(i, e);
+                    return;
+                }
+                throw_os_error(e, "accept"); // reported by the loop ("Exception in callback")
+            }
+            unique_fd conn(fd);
+            if (peer.family() == AF_INET || peer.family() == AF_INET6) set_tcp_nodelay(fd);
+            accept_one(std::move(conn), peer);
+        }
+    }
+
+    /// EMFILE, ENFILE, ENOBUFS, ENOMEM: level-triggered readiness would report the socket again
+    /// at once, so stop watching it for a while (existing connections are served meanwhile).
+    void out_of_resources(std::size_t i, int err) {
+        listener& l = m_listeners[i];
+        m_loop->call_exception_handler(
+            {"socket.accept() out of system resource",
+             std::make_exception_ptr(std::system_error(err, std::generic_category(), "accept")),
+             {}});
+        if (l.reading) m_loop->remove_reader(l.fd.get());
+        l.reading = false;
+        std::weak_ptr<server_state> weak = weak_from_this();
+        l.retry = m_loop->call_later(accept_retry_delay, [weak, i] {
+            if (auto s = weak.lock(); s && s->m_serving) s->watch(i);
+        });
+    }
+
+    void accept_one(unique_fd conn, const address& peer) noexcept {
+        try {
+            std::shared_ptr<protocol> p = m_factory->make();
+            if (!p) throw std::invalid_argument("corio: the protocol factory returned a null pointer");
+            auto t = std::make_shared<stream_transport>(*m_loop, std::move(conn), std::move(p),
+                                                        stream_transport::kind::socket,
+                                                        shared_from_this(), peer);
+            t->start();
+        } catch (...) {
+            if (live())
+                m_loop->call_exception_handler(
+                    {"Error on transport creation for incoming connection", std::current_exception(), {}});
+        }
+    }
+
+    event_loop* m_loop;
+    loop_registry* m_registry = nullptr;
+    std::vector<listener> m_listeners;
+    std::unique_ptr<protocol_factory_base> m_factory;
+    int m_backlog;
+    int m_port = 0;
+    std::unordered_set<stream_transport*> m_connections;
+    std::vector<future<void>> m_waiters;
+    std::optional<future<void>> m_serving_forever;
+    std::string m_unix_path;
+    dev_t m_unix_dev = 0;
+    ino_t m_unix_ino = 0;
+    bool m_serving = false;
+    bool m_closed = false;
+    bool m_waiters_done = false;
+};
+
+/// Suspends until `fd` is writable (the end of a non-blocking connect). The writer is removed
+/// however the wait ends (cancellation included).
+inline task<> wait_writable(event_loop& loop, int fd) {
+    future<void> ready(loop);
+    loop.add_writer(fd, [ready]() mutable {
+        if (!ready.done()) ready.set_result();
+    });
+    struct remove_writer_guard {
+        event_loop& loop;
+        int fd;
+        ~remove_writer_guard() {
+            if (!loop.is_closed()) loop.remove_writer(fd);
+        }
+    };
+    remove_writer_guard guard{loop, fd};
+    co_await ready;
+}
+
+/// asyncio's _connect_sock + sock_connect: a new socket of `to`'s family, bound to `local`
+/// if given, connected to `to`. The socket lives in this coroutine's frame until returned, so
+/// a cancellation (or an error) closes it.
+inline task<unique_fd> connect_stream_socket(event_loop& loop, address to, std::optional<address> local) {
+    unique_fd fd = open_socket(to.family(), SOCK_STREAM);
+    if (local) {
+        if (local->family() != to.family())
+            throw_os_error(EAFNOSUPPORT, "no matching local address with family " +
+                                             std::to_string(to.family()) + " found (local_addr " +
+                                             local->to_string() + ")");
+        if (::bind(fd.get(), local->data(), local->size()) != 0)
+            throw_os_error(errno, "error while attempting to bind on address " + local->to_string());
+    }
+    if (::connect(fd.get(), to.data(), to.size()) == 0) co_return fd;
+    int err = errno;
+    if (to.family() == AF_UNIX && err == EAGAIN) {
+        // A Unix listener's backlog is full: Linux does not queue the connect (it is not in
+        // progress, and the socket reports writable at once), so try again a little later.
+        for (auto delay = std::chrono::milliseconds(1);; delay = std::min(delay * 2, std::chrono::milliseconds(100))) {
+            co_await sleep(delay);
+            if (::connect(fd.get(), to.data(), to.size()) == 0) co_return fd;
+            err = errno;
+            if (err != EAGAIN) break;
+        }
+    } else if (err == EINPROGRESS || err == EINTR || err == EAGAIN) {
+        co_await wait_writable(loop, fd.get());
+        err = socket_error(fd.get());
+        if (err == 0) co_return fd;
+    }
+    throw_os_error(err, "Connect call failed " + to.to_string());
+}
+
+/// asyncio's "Multiple exceptions: ..." when every address failed.
+[[noreturn]] inline void throw_connect_errors(const std::vector<std::system_error>& errors) {
+    if (errors.empty()) throw_os_error(EHOSTUNREACH, "create_connection: no address to connect to");
+    const std::string first = errors.front().what();
+    bool same = true;
+    for (const auto& e : errors) same = same && first == e.what();
+    if (same) throw errors.front();
+    std::string msg = "Multiple exceptions: ";
+    for (std::size_t i = 0; i < errors.size(); ++i) {
+        if (i) msg += ", ";
+        msg += errors[i].what();
+    }
+    throw std::system_error(errors.back().code(), msg);
+}
+
+/// The transport over a connected socket, started (connection_made has run).
+template <class P>
+std::pair<std::shared_ptr<transport>, std::shared_ptr<P>> start_connection(event_loop& loop, unique_fd fd,
+                                                                           std::shared_ptr<P> proto) {
+    if (!proto) throw std::invalid_argument("corio: the protocol factory returned a null pointer");
+    auto t = std::make_shared<stream_transport>(loop, std::move(fd), proto, stream_transport::kind::socket);
+    t->start();
+    return {std::move(t), std::move(proto)};
+}
+
+/// Binds one listening socket per address (asyncio's create_server loop): SO_REUSEADDR,
+/// SO_REUSEPORT, IPV6_V6ONLY. EADDRNOTAVAIL skips the address (its family is not enabled).
+inline std::vector<server_state::listener> bind_stream_listeners(const std::vector<address>& addrs,
+                                                                 const server_options& opts) {
+    std::vector<server_state::listener> out;
+    for (const address& a : addrs) {
+        unique_fd fd;
+        try {
+            fd = open_socket(a.family(), SOCK_STREAM);
+        } catch (const std::system_error&) { // a family the system does not support
+            continue;
+        }
+        if (opts.reuse_address)
+            set_socket_option(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1, "setsockopt(SO_REUSEADDR)");
+        if (opts.reuse_port) {
+#ifdef SO_REUSEPORT
+            set_socket_option(fd.get(), SOL_SOCKET, SO_REUSEPORT, 1, "setsockopt(SO_REUSEPORT)");
+#else
+            throw std::invalid_argument("corio: reuse_port is not supported on this system");
+#endif
+        }
+        // One socket per family: Linux would otherwise make a v6 wildcard socket take v4 too,
+        // and the v4 socket bound next would fail with EADDRINUSE.
+        if (a.family() == AF_INET6)
+            set_socket_option(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, 1, "setsockopt(IPV6_V6ONLY)");
+        if (::bind(fd.get(), a.data(), a.size()) != 0) {
+            const int e = errno;
+            if (e == EADDRNOTAVAIL) continue;
+            throw_os_error(e, "error while attempting to bind on address " + a.to_string());
+        }
+        server_state::listener l;
+        l.addr = socket_local_address(fd.get());
+        l.fd = std::move(fd);
+        out.push_back(std::move(l));
+    }
+    if (out.empty()) {
+        std::string list;
+        for (const address& a : addrs) list += (list.empty() ? "" : ", ") + a.to_string();
+        throw_os_error(EADDRNOTAVAIL, "could not bind on any address out of [" + list + "]");
+    }
+    return out;
+}
+
+template <class Factory>
+std::shared_ptr<server_state> make_server(event_loop& loop, std::vector<server_state::listener> ls,
+                                          Factory factory, const server_options& opts) {
+    auto st = std::make_shared<server_state>(
+        loop, std::move(ls), std::make_unique<protocol_factory_impl<Factory>>(std::move(factory)),
+        opts.backlog);
+    return st;
+}
+
+/// Starts serving a new server; if that fails (listen), closes it and rethrows.
+inline void start_or_close(server_state& st) {
+    try {
+        st.start_serving();
+    } catch (...) {
+        st.close();
+        throw;
+    }
+}
+
+} // namespace detail
+/// \endcond
+
+/// A listening server (asyncio's `Server`), made by `create_server`, `create_unix_server` (and
+/// the streams' `start_server`). A copyable handle: copies refer to the same server. Dropping
+/// every handle neither closes the server nor stops it: the loop keeps it until `close()` (or
+/// until the loop closes, which releases it and its connections).
+///
+/// Loop-thread only, like the loop's other objects.
+class server {
+public:
+    /// An empty handle (for members assigned later); only assignment, `operator bool` and
+    /// comparison may be used on it.
+    server() = default;
+    /// Wraps a server's state (corio's own functions make these).
+    explicit server(std::shared_ptr<detail::server_state> s) noexcept : m_state(std::move(s)) {}
+
+    /// True unless the handle is empty.
+    explicit operator bool() const noexcept { return m_state != nullptr; }
+
+    /// The port of the first listening socket (the real one when port 0 was asked for); still
+    /// given after close(). 0 for a Unix server.
+    int port() const noexcept { return m_state->port(); }
+    /// The addresses the server listens on (asyncio's `[s.getsockname() for s in
+    /// server.sockets]`): one per socket, e.g. both `0.0.0.0:P1` and `[::]:P2` for host "".
+    /// Empty once closed.
+    std::vector<address> addresses() const { return m_state->addresses(); }
+
+    /// Stops listening: the listening sockets are closed (a Unix server's socket file is
+    /// removed), `serve_forever()` is cancelled; connections already accepted stay open
+    /// (`close_clients()` closes them). Idempotent.
+    void close() { m_state->close(); }
+    /// True while accepting connections.
+    bool is_serving() const noexcept { return m_state->serving(); }
+    /// Starts listening and accepting (for a server made with `start_serving = false`).
+    /// Does nothing if already serving or closed. Throws `std::system_error` if listen() fails.
+    void start_serving() { m_state->start_serving(); }
+
+    /// Closes every connection of the server (asyncio 3.13): each flushes what it buffered,
+    /// then its protocol's connection_lost is called.
+    void close_clients() { m_state->close_clients(); }
+    /// Aborts every connection of the server (asyncio 3.13): buffered data is dropped.
+    void abort_clients() { m_state->abort_clients(); }
+
+    /// `co_await srv.wait_closed()`: waits until the server is closed and every connection it
+    /// accepted has been lost (asyncio 3.12.1+), at once if that is so already.
+    /// Cancellation: only the waiting stops.
+    [[nodiscard]] task<> wait_closed() const { return detail::server_state::wait_closed(m_state); }
+
+    /// `co_await srv.serve_forever()`: starts serving if needed and waits until cancelled.
+    /// When the awaiting task is cancelled it closes the server and rethrows `cancelled_error`;
+    /// `close()` called elsewhere also ends it with `cancelled_error` (as in asyncio). Unlike
+    /// asyncio 3.12 it does not then wait for the server's connections to end (which would
+    /// hang a SIGTERM shutdown on one idle keep-alive connection): follow it with
+    /// `close_clients()` and `co_await wait_closed()` for that. Throws `std::runtime_error` if
+    /// the server is closed or another `serve_forever` is already waiting on it.
+    [[nodiscard]] task<> serve_forever() const { return detail::server_state::serve_forever(m_state); }
+
+    /// The loop the server runs on. Throws `std::runtime_error` once that loop is closed.
+    event_loop& get_loop() const {
+        if (!m_state->live()) throw std::runtime_error("Event loop is closed");
+        return *m_state->loop();
+    }
+
+    /// True if both handles refer to the same server (or both are empty).
+    friend bool operator==(const server& a, const server& b) noexcept { return a.m_state == b.m_state; }
+
+private:
+    std::shared_ptr<detail::server_state> m_state;
+};
+
+/// asyncio's `loop.create_connection(protocol_factory, host, port, family=, local_addr=)`:
+/// resolves `host` (`corio::getaddrinfo`, off the loop thread unless numeric), then tries each
+/// address in turn (no "happy eyeballs") with a non-blocking connect; on the first success
+/// calls `factory()` for the protocol, makes the transport (TCP_NODELAY on), calls the
+/// protocol's `connection_made` and starts reading. Gives `{transport, protocol}`; `P` is the
+/// element type of the `std::shared_ptr` the factory returns, a `corio::protocol`.
+///
+/// Throws `std::system_error` when every address fails: the one error (e.g. ECONNREFUSED,
+/// "Connect call failed 127.0.0.1:1"), or, when the addresses failed differently, one whose
+/// message lists them all ("Multiple exceptions: ...", asyncio's words) and whose code is the
+/// last one's; `corio::gai_error` if `host` does not resolve; whatever `factory()` or
+/// `connection_made` throws (the connection is then closed, and connection_lost not called).
+///
+/// Cancellation: at any point before it returns (resolving, connecting) the socket is closed
+/// and `cancelled_error` thrown; nothing leaks.
+template <class Factory>
+auto create_connection(Factory factory, std::string host, port_or_service port, connection_options opts = {})
+    -> task<std::pair<std::shared_ptr<transport>, typename detail::factory_traits<Factory>::pointer>> {
+    using P = typename detail::factory_traits<Factory>::element;
+    event_loop& loop = get_running_loop();
+    addrinfo_options hints;
+    hints.family = opts.family;
+    hints.type = SOCK_STREAM;
+    const std::vector<address> addrs = co_await getaddrinfo(std::move(host), std::move(port), hints);
+    std::vector<std::system_error> errors;
+    detail::unique_fd fd;
+    for (const address& a : addrs) {
+        try {
+            fd = co_await detail::connect_stream_socket(loop, a, opts.local_addr);
+            break;
+        } catch (const std::system_error& e) {
+            errors.push_back(e);
+        }
+    }
+    if (!fd) detail::throw_connect_errors(errors);
+    detail::set_tcp_nodelay(fd.get());
+    std::shared_ptr<P> proto = factory();
+    co_return detail::start_connection(loop, std::move(fd), std::move(proto));
+}
+
+/// asyncio's `loop.create_unix_connection(protocol_factory, path)`: as create_connection, to
+/// the Unix stream socket at `path` (a path starting with '\0' is a Linux abstract name).
+/// Throws `std::system_error` (ENOENT if nothing is there, ECONNREFUSED if nobody listens),
+/// `std::invalid_argument` for a path too long for `sockaddr_un`. Cancellation closes the
+/// socket.
+template <class Factory>
+auto create_unix_connection(Factory factory, std::string path)
+    -> task<std::pair<std::shared_ptr<transport>, typename detail::factory_traits<Factory>::pointer>> {
+    using P = typename detail::factory_traits<Factory>::element;
+    event_loop& loop = get_running_loop();
+    const address to = address::unix_path(path);
+    detail::unique_fd fd = co_await detail::connect_stream_socket(loop, to, std::nullopt);
+    std::shared_ptr<P> proto = factory();
+    co_return detail::start_connection(loop, std::move(fd), std::move(proto));
+}
+
+/// asyncio's `loop.create_server(protocol_factory, host, port, ...)`: binds a listening socket
+/// for each address `host` resolves to (with AI_PASSIVE; an empty host means every interface,
+/// IPv4 and IPv6, as asyncio's `None` or `''`; "0.0.0.0" means every IPv4 interface), with
+/// SO_REUSEADDR (by default) and IPV6_V6ONLY on IPv6 sockets. Port 0 picks a free port (a
+/// different one per socket when there are several): read it with `server::port()`. Then,
+/// unless `opts.start_serving` is false, listens and accepts: for each connection, the
+/// socket is made non-blocking and close-on-exec with TCP_NODELAY, `factory()` gives its
+/// protocol, whose `connection_made` is called, and reading starts.
+///
+/// Errors while serving go to the loop's exception handler: an exception from `factory()` or
+/// `connection_made` ("Error on transport creation for incoming connection"; that connection
+/// is closed), and accept() running out of file descriptors or memory (EMFILE, ENFILE,
+/// ENOBUFS, ENOMEM: "socket.accept() out of system resource"), after which the server stops
+/// accepting for one second (asyncio's ACCEPT_RETRY_DELAY) and then resumes, while existing
+/// connections are served as usual.
+///
+/// Throws `std::system_error` if binding fails (EADDRINUSE: "error while attempting to bind on
+/// address ..."), `corio::gai_error` if `host` does not resolve. Cancellation: while
+/// resolving (names only); nothing is bound yet then.
+template <class Factory>
+task<server> create_server(Factory factory, std::string host, port_or_service port, server_options opts = {}) {
+    (void)sizeof(detail::factory_traits<Factory>);
+    event_loop& loop = get_running_loop();
+    addrinfo_options hints;
+    hints.family = opts.family;
+    hints.type = SOCK_STREAM;
+    hints.flags = AI_PASSIVE;
+    const std::vector<address> addrs = co_await getaddrinfo(std::move(host), std::move(port), hints);
+    auto st = detail::make_server(loop, detail::bind_stream_listeners(addrs, opts), std::move(factory), opts);
+    st->attach_to_loop();
+    if (opts.start_serving) detail::start_or_close(*st);
+    co_return server(std::move(st));
+}
+
+/// asyncio's `loop.create_unix_server(protocol_factory, path, ...)`: a listening Unix stream
+/// socket at `path` (a path starting with '\0' is a Linux abstract name, with no file). A
+/// stale socket file left at `path` by an earlier server is removed first (asyncio 3.12;
+/// anything else there makes bind fail with EADDRINUSE), and the file is removed again when the
+/// server closes, if it is still the one this server made (asyncio 3.13's cleanup_socket).
+/// Only `opts.backlog` and `opts.start_serving` apply. Throws `std::system_error`
+/// (EADDRINUSE: "Address 'PATH' is already in use"), `std::invalid_argument` for a path too
+/// long for `sockaddr_un`. Never suspends.
+template <class Factory>
+task<server> create_unix_server(Factory factory, std::string path, server_options opts = {}) {
+    (void)sizeof(detail::factory_traits<Factory>);
+    event_loop& loop = get_running_loop();
+    const address at = address::unix_path(path);
+    const bool abstract = path[0] == '\0';
+    if (!abstract) {
+        struct stat st{};
+        if (::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(path.c_str());
+    }
+    detail::unique_fd fd = detail::open_socket(AF_UNIX, SOCK_STREAM);
+    if (::bind(fd.get(), at.data(), at.size()) != 0) {
+        const int e = errno;
+        if (e == EADDRINUSE) detail::throw_os_error(e, "Address '" + at.to_string() + "' is already in use");
+        detail::throw_os_error(e, "error while attempting to bind on address '" + at.to_string() + "'");
+    }
+    std::vector<detail::server_state::listener> ls(1);
+    ls[0].addr = at;
+    ls[0].fd = std::move(fd);
+    auto st = detail::make_server(loop, std::move(ls), std::move(factory), opts);
+    if (!abstract) {
+        struct stat sb{};
+        if (::stat(path.c_str(), &sb) == 0) st->set_unix_cleanup(path, sb.st_dev, sb.st_ino);
+    }
+    st->attach_to_loop();
+    if (opts.start_serving) detail::start_or_close(*st);
+    co_return server(std::move(st));
+}
+
+/// \cond INTERNAL
+template <class Factory, class... Args>
+auto event_loop::create_connection(Factory&& factory, Args&&... args) {
+    return corio::create_connection(std::forward<Factory>(factory), std::forward<Args>(args)...);
+}
+template <class Factory, class... Args>
+auto event_loop::create_server(Factory&& factory, Args&&... args) {
+    return corio::create_server(std::forward<Factory>(factory), std::forward<Args>(args)...);
+}
+template <class Factory, class... Args>
+auto event_loop::create_unix_connection(Factory&& factory, Args&&... args) {
+    return corio::create_unix_connection(std::forward<Factory>(factory), std::forward<Args>(args)...);
+}
+template <class Factory, class... Args>
+auto event_loop::create_unix_server(Factory&& factory, Args&&... args) {
+    return corio::create_unix_server(std::forward<Factory>(factory), std::forward<Args>(args)...);
+}
+/// \endcond
+
+} // namespace corio
+// ---- end corio/net.hpp ----
 // ---- begin corio/pool_executor.hpp (included from corio/corio.hpp) ----
 /// \file corio/pool_executor.hpp
 /// `corio::async_pool_executor<T>`: the AsyncPoolExecutor of the port-scanner article ("Concurrency
@@ -6077,695 +9526,6 @@ public:
 /// Throws `std::logic_error` when called from a running loop (asyncio raises RuntimeError;
 /// calling it there is a programming error, not a runtime condition).
 
-// ---- begin corio/executor.hpp (included from corio/runners.hpp) ----
-/// \file corio/executor.hpp
-/// Executors: asyncio's `loop.run_in_executor`, `asyncio.to_thread` and
-/// `concurrent.futures.ThreadPoolExecutor`, for blocking or CPU-heavy calls that must not freeze
-/// the event loop.
-///
-///     long heavy_calculus();               // def heavy_calculus(): ...   (CPU work)
-///
-///     corio::task<> handler() {            // async def handler():
-///         auto& loop = corio::get_running_loop();
-///         // nullptr: the default pool     //     # executor=None: the default pool
-///         long r = co_await loop.run_in_executor(nullptr, heavy_calculus);
-///                                          //     r = await loop.run_in_executor(None, heavy_calculus)
-///         long s = co_await corio::to_thread(heavy_calculus);
-///                                          //     s = await asyncio.to_thread(heavy_calculus)
-///     }
-///
-/// While the call runs on a worker thread, the loop keeps running every other task; the result
-/// (or the exception the function threw) comes back on the loop's thread, where the awaiting
-/// coroutine resumes. C++ has no GIL, so where asyncio programs reach for a ProcessPoolExecutor
-/// for CPU work, corio's thread pool is the counterpart.
-///
-/// ## What runs where
-/// - `fn` and its arguments are decay-copied (moved from rvalues) into the job, as `std::thread`
-///   does: pass `std::ref(x)` to hand a reference over (and keep `x` alive until the job ends).
-///   They are called, and destroyed, on a worker thread.
-/// - The `future<R>` run_in_executor returns belongs to the loop; only the loop's thread touches
-///   it. A worker posts the outcome with `call_soon_threadsafe`.
-/// - A virtual-time loop (corio/testing.hpp) waits for outstanding jobs for real instead of
-///   jumping to its next timer (the jobs are bracketed by `begin_external_work` /
-///   `end_external_work`).
-///
-/// ## Cancellation (as asyncio's wrap_future does it)
-/// Cancelling the returned future, or the task awaiting it (`co_await` cancels the awaited
-/// future), cancels the call at once on the loop side: the awaiting task sees `cancelled_error`.
-/// A job that has not started yet then never runs (its function and arguments are just
-/// destroyed); a job already running cannot be interrupted: it runs to completion on its worker
-/// and its result (or exception) is dropped unseen when it reaches the loop. Nothing leaks
-/// either way.
-///
-/// ## The loop closes while jobs still run
-/// `loop.close()` shuts the default executor down *without waiting* (asyncio's
-/// `BaseEventLoop.close` does `shutdown(wait=False)`): queued jobs still run, and a job still
-/// running finishes. Workers never hold the loop itself: they post through a shared token whose
-/// pointer to the loop `close()` clears under a mutex, so a job that finishes after `close()`
-/// (or after the loop was destroyed) has its outcome dropped silently. The loop keeps its
-/// reference to the default executor until it is destroyed; if it is the last owner, the pool's
-/// destructor then waits for the jobs still running (a C++ thread cannot be abandoned safely).
-/// `corio::run` does not get there: like asyncio.run, it awaits `shutdown_default_executor()`
-/// (which waits for the jobs) before closing the loop.
-
-
-#include <condition_variable>
-#include <future>
-
-namespace corio {
-
-/// \cond INTERNAL
-namespace detail {
-
-/// What executor_job holds: the work, and what to do if it is dropped without running.
-struct job_base {
-    virtual ~job_base() = default;
-    /// Runs the work (once).
-    virtual void run() = 0;
-    /// The executor dropped the job unrun (shutdown with cancel_futures): tell whoever waits.
-    virtual void discard() noexcept {}
-};
-
-template <class F>
-struct plain_job final : job_base {
-    template <class G>
-    explicit plain_job(G&& g) : fn(std::forward<G>(g)) {}
-    void run() override { fn(); }
-    F fn;
-};
-
-/// executor::submit's job: the function and arguments live here, not in the std::future's
-/// shared state, so they are destroyed as soon as the job has run or was dropped.
-template <class R, class F, class... A>
-struct submit_job final : job_base {
-    template <class G, class... B>
-    explicit submit_job(G&& g, B&&... b) : fn(std::forward<G>(g)), args(std::forward<B>(b)...) {}
-    void run() override {
-        try {
-            if constexpr (std::is_void_v<R>) {
-                std::apply([this](auto&... a) { std::invoke(std::move(fn), std::move(a)...); }, args);
-                promise.set_value();
-            } else {
-                promise.set_value(std::apply(
-                    [this](auto&... a) -> R { return std::invoke(std::move(fn), std::move(a)...); },
-                    args));
-            }
-        } catch (...) {
-            promise.set_exception(std::current_exception());
-        }
-    }
-    // discard(): destroying the promise unset gives the future broken_promise.
-    std::promise<R> promise;
-    F fn;
-    std::tuple<A...> args;
-};
-
-} // namespace detail
-/// \endcond
-
-/// One unit of work for an executor: a type-erased, move-only `void()` callable.
-///
-/// An executor either calls it once (on any thread) or destroys it without calling it. For the
-/// jobs `run_in_executor` and `to_thread` make, destroying one unrun cancels the loop's future of
-/// that call (as `ThreadPoolExecutor.shutdown(cancel_futures=True)` cancels the futures of queued
-/// work); for `executor::submit`, its `std::future` gets `std::future_error` (broken_promise).
-class executor_job {
-public:
-    /// An empty job.
-    executor_job() noexcept = default;
-    /// Wraps any callable `fn()` (moved or copied in). Throws what allocating it throws.
-    template <class F>
-        requires(!std::is_same_v<std::remove_cvref_t<F>, executor_job> &&
-                 std::is_invocable_v<std::decay_t<F>&>)
-    explicit executor_job(F&& fn)
-        : m_job(std::make_unique<detail::plain_job<std::decay_t<F>>>(std::forward<F>(fn))) {}
-    ///@{
-    /// Moves the work; the source becomes empty.
-    executor_job(executor_job&& o) noexcept = default;
-    executor_job& operator=(executor_job&& o) noexcept {
-        if (this != &o) {
-            reset();
-            m_job = std::move(o.m_job);
-        }
-        return *this;
-    }
-    ///@}
-    executor_job(const executor_job&) = delete;
-    executor_job& operator=(const executor_job&) = delete;
-    /// Destroys the work; a job that never ran counts as cancelled (see the class comment).
-    ~executor_job() { reset(); }
-
-    /// Runs the work, once: the job is empty afterwards (its callable is destroyed before this
-    /// returns). Rethrows what the callable throws (the jobs of `run_in_executor` and `submit`
-    /// never throw: they keep the exception for their future). Throws `std::bad_function_call`
-    /// on an empty job.
-    void operator()() {
-        std::unique_ptr<detail::job_base> j = std::move(m_job);
-        if (!j) throw std::bad_function_call();
-        j->run();
-    }
-
-    /// Drops the work without running it (as destroying the job does).
-    void reset() noexcept {
-        if (std::unique_ptr<detail::job_base> j = std::move(m_job)) j->discard();
-    }
-
-    /// True unless empty (moved from, run or reset).
-    explicit operator bool() const noexcept { return m_job != nullptr; }
-
-    /// \cond INTERNAL
-    explicit executor_job(std::unique_ptr<detail::job_base> j) noexcept : m_job(std::move(j)) {}
-    /// \endcond
-
-private:
-    std::unique_ptr<detail::job_base> m_job;
-};
-
-/// The interface `run_in_executor` takes (asyncio's `concurrent.futures.Executor`): something
-/// that runs jobs on other threads. Implement `execute` and `shutdown` to plug in your own;
-/// `thread_pool_executor` is corio's.
-///
-/// Every member must be safe to call from any thread.
-class executor {
-public:
-    virtual ~executor() = default;
-
-    /// Queues `job` to run on some thread: it must eventually be called once, or destroyed
-    /// unrun (which cancels what waits for it). Throws `std::runtime_error("cannot schedule new
-    /// futures after shutdown")` once `shutdown` was called (then `job` is not run).
-    virtual void execute(executor_job job) = 0;
-
-    /// Stops accepting jobs (asyncio's `Executor.shutdown`). Jobs already queued still run,
-    /// unless `cancel_futures` is true: then queued jobs that have not started are dropped
-    /// unrun. With `wait`, returns once every job has finished and the threads have exited.
-    /// Idempotent (a later call may still wait, or cancel what is queued).
-    virtual void shutdown(bool wait = true, bool cancel_futures = false) = 0;
-
-    /// Runs `fn(args...)` as a job and returns a `std::future` of its result, usable from any
-    /// thread without a loop (asyncio's `Executor.submit`). `fn` and `args` are decay-copied as
-    /// std::thread does (use `std::ref` for references). The future rethrows what `fn` throws;
-    /// it throws `std::future_error` (broken_promise) if the job was dropped unrun by
-    /// `shutdown(..., cancel_futures = true)`. Throws what `execute` throws (after shutdown:
-    /// `std::runtime_error`).
-    template <class F, class... A>
-    auto submit(F&& fn, A&&... args)
-        -> std::future<std::invoke_result_t<std::decay_t<F>, std::decay_t<A>...>> {
-        using R = std::invoke_result_t<std::decay_t<F>, std::decay_t<A>...>;
-        using job_t = detail::submit_job<R, std::decay_t<F>, std::decay_t<A>...>;
-        auto job = std::make_unique<job_t>(std::forward<F>(fn), std::forward<A>(args)...);
-        std::future<R> result = job->promise.get_future();
-        execute(executor_job(std::unique_ptr<detail::job_base>(std::move(job))));
-        return result;
-    }
-
-protected:
-    /// \cond INTERNAL
-    executor() = default;
-    /// \endcond
-};
-
-/// \cond INTERNAL
-namespace detail {
-
-/// A thread_pool_executor's state, shared with its worker threads (so a worker never depends on
-/// the executor object, which may be destroyed by one of its own jobs).
-struct pool_state {
-    explicit pool_state(std::size_t max) : max_workers(max) {}
-    std::mutex mutex;
-    std::condition_variable wake;
-    std::deque<executor_job> queue;  // guarded by mutex
-    std::vector<std::thread> threads; // guarded by mutex
-    std::size_t idle = 0;             // workers waiting for a job; guarded by mutex
-    std::size_t max_workers;
-    bool shut_down = false; // guarded by mutex
-    std::mutex join_mutex;  // one joiner at a time; later ones wait for it
-};
-
-/// The pool whose worker is the calling thread, if any (a job calling shutdown(wait) on its
-/// own pool cannot wait for itself).
-inline thread_local const pool_state* t_current_pool = nullptr;
-
-} // namespace detail
-/// \endcond
-
-/// asyncio's (concurrent.futures') `ThreadPoolExecutor`: a pool of up to `max_workers` threads
-/// running jobs in the order they were queued.
-///
-/// Threads are started lazily, as CPython does: a job queued while no worker is idle starts a
-/// new thread, until there are `max_workers`; idle threads wait for the next job and live until
-/// shutdown. Thread safe: any thread may submit, execute and shut down. The destructor is
-/// `shutdown(true)`: it waits for every queued and running job.
-///
-/// A job that throws when run (only a plain `executor_job` made from a callable can: `submit`
-/// and `run_in_executor` keep exceptions for their futures) is reported on stderr as "corio:
-/// Exception in executor job: ..." and the worker carries on.
-class thread_pool_executor final : public executor {
-public:
-    /// CPython's default: min(32, number of CPUs + 4).
-    static std::size_t default_max_workers() noexcept {
-        const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
-        return std::min<std::size_t>(32, std::size_t{cpus} + 4);
-    }
-
-    /// A pool of at most `max_workers` threads (none started yet). Throws
-    /// `std::invalid_argument` for 0 (asyncio's ValueError).
-    explicit thread_pool_executor(std::size_t max_workers = default_max_workers())
-        : m_state(make_state(max_workers)) {}
-    thread_pool_executor(const thread_pool_executor&) = delete;
-    thread_pool_executor& operator=(const thread_pool_executor&) = delete;
-
-    /// `shutdown(true)`: waits for every queued and running job. (Destroyed by one of its own
-    /// jobs, it cannot wait for itself: its threads then finish the queue and exit on their own.)
-    ~thread_pool_executor() override {
-        try {
-            stop(true, false, true);
-        } catch (...) {
-            // join() failing is a broken system; nothing sensible to do in a destructor.
-        }
-    }
-
-    /// See executor::execute. Starts a thread if no worker is idle and fewer than
-    /// `max_workers()` exist. Throws `std::runtime_error("cannot schedule new futures after
-    /// shutdown")` after shutdown, or the `std::system_error` of starting the first thread.
-    void execute(executor_job job) override {
-        detail::pool_state& s = *m_state;
-        {
-            std::lock_guard lock(s.mutex);
-            if (s.shut_down) throw std::runtime_error("cannot schedule new futures after shutdown");
-            // After queueing, more jobs than idle workers: start one more thread if allowed.
-            if (s.queue.size() >= s.idle && s.threads.size() < s.max_workers) {
-                try {
-                    s.threads.emplace_back(&thread_pool_executor::worker_main, m_state);
-                } catch (...) {
-                    if (s.threads.empty()) throw; // nobody would ever run the job
-                }
-            }
-            s.queue.push_back(std::move(job));
-            // Under the lock: once it is released, the job may run, destroy this executor and
-            // let the last worker exit, freeing `s` (a job may own its executor).
-            s.wake.notify_one();
-        }
-    }
-
-    /// See executor::shutdown. Called from one of this pool's own jobs, it never waits.
-    void shutdown(bool wait = true, bool cancel_futures = false) override {
-        stop(wait, cancel_futures, false);
-    }
-
-    /// The limit given to the constructor.
-    std::size_t max_workers() const noexcept { return m_state->max_workers; }
-
-    /// How many worker threads exist now (started lazily; 0 before the first job, and once a
-    /// shutdown that waited has joined them).
-    std::size_t thread_count() const {
-        std::lock_guard lock(m_state->mutex);
-        return m_state->threads.size();
-    }
-
-private:
-    static std::shared_ptr<detail::pool_state> make_state(std::size_t max_workers) {
-        if (max_workers == 0) throw std::invalid_argument("max_workers must be greater than 0");
-        return std::make_shared<detail::pool_state>(max_workers);
-    }
-
-    static void worker_main(std::shared_ptr<detail::pool_state> s) {
-        detail::t_current_pool = s.get();
-        std::unique_lock lock(s->mutex);
-        for (;;) {
-            if (!s->queue.empty()) {
-                executor_job job = std::move(s->queue.front());
-                s->queue.pop_front();
-                lock.unlock();
-                try {
-                    job();
-                } catch (...) {
-                    event_loop::print_report({"Exception in executor job", std::current_exception(), {}});
-                }
-                lock.lock();
-                continue;
-            }
-            if (s->shut_down) return;
-            ++s->idle;
-            s->wake.wait(lock);
-            --s->idle;
-        }
-    }
-
-    void stop(bool wait, bool cancel_futures, bool destroying) {
-        detail::pool_state& s = *m_state;
-        std::deque<executor_job> dropped;
-        {
-            std::lock_guard lock(s.mutex);
-            s.shut_down = true;
-            if (cancel_futures) dropped.swap(s.queue);
-        }
-        s.wake.notify_all();
-        dropped.clear(); // unrun: their futures are cancelled
-        if (!wait) return;
-        if (detail::t_current_pool == &s) {
-            // A job of this pool: waiting would wait for itself. If the executor object is going
-            // away, its threads must not be left joinable: they finish the queue and exit alone
-            // (they own the shared state).
-            if (destroying) {
-                std::vector<std::thread> threads;
-                {
-                    std::lock_guard lock(s.mutex);
-                    threads.swap(s.threads);
-                }
-                for (std::thread& t : threads) t.detach();
-            }
-            return;
-        }
-        std::lock_guard join_lock(s.join_mutex);
-        std::vector<std::thread> threads;
-        {
-            std::lock_guard lock(s.mutex);
-            threads.swap(s.threads);
-        }
-        for (std::thread& t : threads) t.join();
-    }
-
-    std::shared_ptr<detail::pool_state> m_state;
-};
-
-/// \cond INTERNAL
-namespace detail {
-
-/// What workers post through: the loop, until close() clears it (under the mutex, so a worker
-/// is either done with call_soon_threadsafe or never starts it).
-struct executor_link {
-    explicit executor_link(event_loop* l) noexcept : loop(l) {}
-    std::mutex mutex;
-    event_loop* loop; // guarded by mutex; null once the loop is closed
-
-    /// Schedules `fn` on the loop; false if the loop is closed (then `fn` never runs, and is
-    /// destroyed on the calling thread).
-    template <class F>
-    bool post(F&& fn) noexcept {
-        std::lock_guard lock(mutex);
-        if (!loop) return false;
-        try {
-            loop->call_soon_threadsafe(std::forward<F>(fn));
-            return true;
-        } catch (...) { // closed meanwhile, or out of memory: nobody can be told
-            return false;
-        }
-    }
-};
-
-/// One run_in_executor call, shared by the loop's future and the worker's job. Only `cancelled`
-/// is touched by workers; the rest belongs to the loop's thread.
-struct executor_call {
-    explicit executor_call(event_loop& l) noexcept : loop(&l) {}
-
-    /// Set on the loop thread when the future is cancelled; a worker skips the job if set.
-    std::atomic<bool> cancelled{false};
-
-    event_loop* loop;              ///< used on the loop thread only, while it is open
-    future_core* target = nullptr; ///< the future, while it exists
-    bool external_open = false;    ///< begin_external_work called, end_external_work not yet
-
-    void close_external() noexcept {
-        if (external_open) {
-            external_open = false;
-            loop->end_external_work();
-        }
-    }
-};
-
-/// The future run_in_executor returns: cancelling it stops a job that has not started.
-template <class V>
-class executor_future_state final : public future_state<V> {
-public:
-    executor_future_state(event_loop& loop, std::shared_ptr<executor_call> call)
-        : future_state<V>(&loop), m_call(std::move(call)) {
-        m_call->target = this;
-    }
-    ~executor_future_state() override { m_call->target = nullptr; }
-
-    bool cancel(std::string msg) override {
-        if (this->done()) return false;
-        if (!this->loop()) return future_state<V>::cancel(std::move(msg)); // closed: throws
-        m_call->cancelled.store(true, std::memory_order_release);
-        const bool r = future_state<V>::cancel(std::move(msg));
-        m_call->close_external(); // the loop no longer waits for the job
-        return r;
-    }
-
-private:
-    std::shared_ptr<executor_call> m_call;
-};
-
-/// The job of one run_in_executor call.
-template <class V, class F, class... A>
-class call_job final : public job_base {
-public:
-    template <class G, class... B>
-    call_job(std::shared_ptr<executor_link> link, std::shared_ptr<executor_call> call, G&& fn,
-             B&&... args)
-        : m_link(std::move(link)), m_call(std::move(call)), m_fn(std::forward<G>(fn)),
-          m_args(std::forward<B>(args)...) {}
-
-    void run() override {
-        if (m_call->cancelled.load(std::memory_order_acquire)) return; // cancelled before start
-        std::optional<slot> value;
-        std::exception_ptr error;
-        try {
-            if constexpr (std::is_void_v<V>) {
-                std::apply([this](auto&... a) { std::invoke(std::move(m_fn), std::move(a)...); },
-                           m_args);
-                value.emplace(true);
-            } else {
-                value.emplace(std::apply(
-                    [this](auto&... a) -> decltype(auto) {
-                        return std::invoke(std::move(m_fn), std::move(a)...);
-                    },
-                    m_args));
-            }
-        } catch (...) {
-            error = std::current_exception();
-        }
-        // Runs on the loop thread, if the loop is still open.
-        m_link->post([c = std::move(m_call), v = std::move(value), e = std::move(error)]() mutable {
-            deliver(*c, v, e);
-        });
-    }
-
-    void discard() noexcept override {
-        if (m_call->cancelled.load(std::memory_order_acquire)) return;
-        m_link->post([c = std::move(m_call)] {
-            c->close_external();
-            if (c->target && !c->target->done()) c->target->cancel();
-        });
-    }
-
-private:
-    using slot = std::conditional_t<std::is_void_v<V>, bool, V>;
-
-    /// On the loop thread: completes the future, unless it was cancelled or nobody holds it.
-    static void deliver(executor_call& c, std::optional<slot>& v, std::exception_ptr& e) {
-        c.close_external();
-        auto* st = static_cast<executor_future_state<V>*>(c.target);
-        if (!st || st->done()) return;
-        if (e) {
-            st->set_exception(std::move(e));
-        } else if constexpr (std::is_void_v<V>) {
-            st->set_value();
-        } else {
-            st->set_value(std::move(*v));
-        }
-    }
-
-    std::shared_ptr<executor_link> m_link;
-    std::shared_ptr<executor_call> m_call;
-    F m_fn;
-    std::tuple<A...> m_args;
-};
-
-/// What run_in_executor's future holds for `fn(args...)` (a reference result is copied).
-template <class F, class... A>
-using executor_result_t =
-    std::remove_cvref_t<std::invoke_result_t<std::decay_t<F>, std::decay_t<A>...>>;
-
-/// A prepared call: its future, and the job to hand to an executor.
-template <class V>
-struct prepared_call {
-    future<V> fut;
-    executor_job job;
-    std::shared_ptr<executor_call> call;
-};
-
-/// The loop's executor members (friend of event_loop).
-struct executor_ops {
-    /// close()'s hook: cut the workers off the loop, then shut the default executor down
-    /// without waiting (asyncio's BaseEventLoop.close).
-    static void on_close(event_loop& loop) noexcept {
-        if (loop.m_executor_link) {
-            std::lock_guard lock(loop.m_executor_link->mutex);
-            loop.m_executor_link->loop = nullptr;
-        }
-        loop.m_executor_shutdown_called = true;
-        if (loop.m_default_executor) {
-            try {
-                loop.m_default_executor->shutdown(false);
-            } catch (...) {
-                loop.call_exception_handler(
-                    {"error while shutting down the default executor", std::current_exception(), {}});
-            }
-        }
-    }
-
-    static const std::shared_ptr<executor_link>& link(event_loop& loop) {
-        if (!loop.m_executor_link) {
-            loop.m_executor_link = std::make_shared<executor_link>(&loop);
-            loop.m_close_executors = &on_close;
-        }
-        return loop.m_executor_link;
-    }
-
-    static executor& default_executor(event_loop& loop) {
-        if (loop.m_executor_shutdown_called)
-            throw std::runtime_error("Executor shutdown has been called");
-        if (!loop.m_default_executor) {
-            loop.m_default_executor = std::make_shared<thread_pool_executor>();
-            loop.m_close_executors = &on_close;
-        }
-        return *loop.m_default_executor;
-    }
-
-    static bool has_default_executor(const event_loop& loop) noexcept {
-        return loop.m_default_executor != nullptr;
-    }
-
-    /// The future and job of `fn(args...)`; the loop waits (virtual time) until the job reports.
-    template <class F, class... A>
-    static auto prepare(event_loop& loop, F&& fn, A&&... args) {
-        using V = executor_result_t<F, A...>;
-        using job_t = call_job<V, std::decay_t<F>, std::decay_t<A>...>;
-        const std::shared_ptr<executor_link>& l = link(loop);
-        auto call = std::make_shared<executor_call>(loop);
-        auto fut = future<V>::adopt(new executor_future_state<V>(loop, call));
-        executor_job job(std::unique_ptr<job_base>(
-            new job_t(l, call, std::forward<F>(fn), std::forward<A>(args)...)));
-        loop.begin_external_work();
-        call->external_open = true;
-        return prepared_call<V>{std::move(fut), std::move(job), std::move(call)};
-    }
-
-    /// Hands the job to `ex`; if that throws, the loop stops waiting for it.
-    template <class V>
-    static void submit(executor& ex, prepared_call<V>& p) {
-        try {
-            ex.execute(std::move(p.job));
-        } catch (...) {
-            p.call->close_external();
-            throw;
-        }
-    }
-
-    /// asyncio's loop.shutdown_default_executor(): executor.shutdown(wait=True) on a thread of
-    /// its own, while the loop keeps running.
-    static task<> shutdown_default(event_loop& loop) {
-        loop.m_executor_shutdown_called = true;
-        std::shared_ptr<executor> ex = loop.m_default_executor;
-        if (!ex) co_return;
-        auto shut = [ex] { ex->shutdown(true); };
-        prepared_call<void> p = prepare(loop, std::move(shut));
-        // Joined once it has reported; left to finish alone (detached) if we are cancelled
-        // first: it holds the executor and the token, never the loop.
-        struct thread_guard {
-            std::thread t;
-            bool reported = false;
-            ~thread_guard() {
-                if (!t.joinable()) return;
-                if (reported) t.join();
-                else t.detach();
-            }
-        } guard;
-        guard.t = std::thread([job = std::move(p.job)]() mutable { job(); });
-        co_await p.fut.wait_done(); // cancelling us does not cancel the shutdown
-        guard.reported = true;
-        guard.t.join();
-        p.fut.result(); // rethrows what shutdown threw
-    }
-};
-
-} // namespace detail
-/// \endcond
-
-// --- Loop members -----------------------------------------------------------------------------
-
-/// asyncio's `loop.run_in_executor(executor, func, *args)`: runs `fn(args...)` on `ex` (on the
-/// loop's default `thread_pool_executor` if `ex` is null, created on first use) and returns a
-/// `future<R>` of this loop, `R` being what `fn` returns (`void` gives `future<void>`; a
-/// reference result is copied). The future gets the result or the exception `fn` threw, on the
-/// loop's thread.
-///
-/// `fn` and `args` are decay-copied into the job (use `std::ref` for references) and called and
-/// destroyed on a worker thread; `ex` must outlive the job. Cancelling the future (or the task
-/// awaiting it) before the job starts means it never runs; a running job finishes and its
-/// result is dropped (see the file comment of corio/executor.hpp).
-///
-/// Throws `std::runtime_error` if the loop is closed, if `ex` is null after
-/// `shutdown_default_executor()` or `close()` ("Executor shutdown has been called"), and what
-/// `ex->execute` throws (after `ex->shutdown`: "cannot schedule new futures after shutdown").
-template <class F, class... A>
-auto event_loop::run_in_executor(executor* ex, F&& fn, A&&... args) {
-    using V = detail::executor_result_t<F, A...>;
-    static_assert(!detail::is_task<V>::value,
-                  "corio: run_in_executor runs a plain function on another thread; await a "
-                  "coroutine (task) on the loop instead");
-    check_usable();
-    executor& target = ex ? *ex : detail::executor_ops::default_executor(*this);
-    detail::prepared_call<V> p =
-        detail::executor_ops::prepare(*this, std::forward<F>(fn), std::forward<A>(args)...);
-    detail::executor_ops::submit(target, p);
-    return std::move(p.fut);
-}
-
-/// asyncio's `loop.set_default_executor(executor)`: the executor `run_in_executor(nullptr, ...)`
-/// and `to_thread` use from now on. The loop shares ownership; the executor it replaces is
-/// released, not shut down (if the loop was its last owner, its destructor waits for its
-/// jobs). `close()` shuts the default executor down without waiting. Throws
-/// `std::invalid_argument` for a null pointer.
-inline void event_loop::set_default_executor(std::shared_ptr<executor> ex) {
-    if (!ex) throw std::invalid_argument("corio: set_default_executor needs an executor");
-    std::shared_ptr<executor> old = std::exchange(m_default_executor, std::move(ex));
-    m_close_executors = &detail::executor_ops::on_close;
-}
-
-/// asyncio's `loop.shutdown_default_executor()` (3.9): `co_await` it to shut the default
-/// executor down and wait for its jobs; the loop keeps running meanwhile (the waiting happens on
-/// a thread of its own). Afterwards `run_in_executor(nullptr, ...)` and `to_thread` throw
-/// `std::runtime_error("Executor shutdown has been called")`. Does nothing more if no default
-/// executor was ever made. Cancelling the awaiting task stops the waiting, not the shutdown.
-/// `corio::run` calls it before closing its loop. (asyncio's `timeout=` is not supported.)
-inline auto event_loop::shutdown_default_executor() {
-    return detail::executor_ops::shutdown_default(*this);
-}
-
-// --- to_thread ----------------------------------------------------------------------------------
-
-/// `co_await corio::to_thread(fn, args...)`: asyncio.to_thread. Runs `fn(args...)` on the
-/// running loop's default executor and gives its result (rethrows its exception). Lazy, like a
-/// coroutine: nothing is submitted until it is awaited (or scheduled with create_task).
-///
-/// `fn` and `args` are copied (moved from rvalues) as by std::thread: pass `std::ref(x)` to hand
-/// over a reference. Cancellation: a job that has not started never runs; a running one runs to
-/// completion and its result is dropped; the awaiting task sees `cancelled_error` at once.
-/// Throws `std::runtime_error` outside a loop, or after the default executor was shut down.
-template <class F, class... A>
-task<detail::executor_result_t<F, A...>> to_thread(F fn, A... args) {
-    auto fut = get_running_loop().run_in_executor(nullptr, std::move(fn), std::move(args)...);
-    if constexpr (std::is_void_v<detail::executor_result_t<F, A...>>) {
-        co_await std::move(fut);
-    } else {
-        co_return co_await std::move(fut);
-    }
-}
-
-} // namespace corio
-// ---- end corio/executor.hpp ----
 
 
 namespace corio {
@@ -6909,6 +9669,1728 @@ template <class Aw>
 
 } // namespace corio
 // ---- end corio/shield.hpp ----
+// ---- begin corio/streams.hpp (included from corio/corio.hpp) ----
+/// \file corio/streams.hpp
+/// Streams: asyncio's high-level connection API (asyncio.streams).
+///
+/// | asyncio | corio |
+/// |---|---|
+/// | `reader, writer = await open_connection(host, port, limit=, local_addr=)` | `auto [reader, writer] = co_await corio::open_connection(host, port, {.limit = ..., .local_addr = ...})` |
+/// | `server = await start_server(cb, host, port, limit=, backlog=, ...)` | `corio::server srv = co_await corio::start_server(handler, host, port, {...})` |
+/// | `open_unix_connection(path)` / `start_unix_server(cb, path)` | same names |
+/// | `StreamReader` | `corio::stream_reader` |
+/// | `StreamWriter` | `corio::stream_writer` |
+/// | `StreamReaderProtocol` | `corio::stream_protocol` |
+/// | `IncompleteReadError` / `LimitOverrunError` | `corio::incomplete_read_error` / `corio::limit_overrun_error` |
+///
+/// ```
+/// corio::task<> handle(corio::stream_reader reader, corio::stream_writer writer) {
+///     std::string line = co_await reader.readline();     // data = await reader.readline()
+///     writer.write(line);                                 // writer.write(data)
+///     co_await writer.drain();                            // await writer.drain()
+///     writer.close();                                     // writer.close()
+///     co_await writer.wait_closed();                      // await writer.wait_closed()
+/// }
+/// auto handler = handle;                   // name it first (GCC 12, see below)
+/// corio::server srv = co_await corio::start_server(handler, "127.0.0.1", 8888);
+/// ```
+///
+/// ## Handles
+/// `stream_reader` and `stream_writer` are copyable handles over shared state (like
+/// `corio::future`): copies read from and write to the same connection. They belong to the
+/// loop's thread. Every read, drain and wait keeps the shared state alive while it runs, so a
+/// handle may go away while an operation it started is pending.
+///
+/// ## Differences from asyncio 3.12 (on purpose)
+/// - **Closing by RAII.** When the last `stream_writer` handle of a connection is destroyed and
+///   the transport is not closing yet, the transport is closed (data already written is still
+///   sent). asyncio 3.12's `StreamWriter.__del__` does the same, with a ResourceWarning; in C++
+///   that is just the expected RAII behaviour, so there is no warning. A server handler that
+///   returns therefore closes its connection unless it kept a copy of the writer elsewhere.
+/// - **No data is lost to cancellation.** Every read consumes bytes only after its last
+///   suspension, so a read cancelled at any `co_await` (by `cancel()`, `wait_for`, a task group)
+///   leaves the bytes in the buffer for the next read. asyncio's `read(-1)` loses the blocks it
+///   had already collected; corio's keeps them buffered (it waits for EOF and then takes all).
+/// - `readline()` over the limit throws `limit_overrun_error` (asyncio: `ValueError`), after
+///   consuming exactly what asyncio consumes (the line and its newline if the newline was seen,
+///   else the whole buffer).
+/// - `incomplete_read_error::expected()` is 0 when the size was unknown (asyncio: `None`, from
+///   `readuntil`).
+/// - Misuse asyncio answers with ValueError throws `std::invalid_argument`: a limit of 0, an
+///   empty separator. Two coroutines waiting on one reader: `std::runtime_error` ("read() called
+///   while another coroutine is already waiting for incoming data"), as asyncio's RuntimeError.
+///
+/// ## GCC 12 (PR 100611)
+/// Do not write a capturing lambda (or a brace-built aggregate holding something with a
+/// destructor) inside the statement that `co_await`s `start_server`: name the handler first,
+/// as above. The option structs here hold only trivially destructible members, so
+/// `co_await open_connection(h, p, {.limit = 1024})` is safe.
+
+
+
+
+namespace corio {
+
+/// The default `limit` of a stream_reader (asyncio's `_DEFAULT_LIMIT`, 64 KiB): the longest
+/// line or separated chunk a reader returns, and half the buffer size at which the transport's
+/// reading is paused.
+inline constexpr std::size_t default_stream_limit = 65536;
+
+class stream_reader;
+class stream_writer;
+class stream_protocol;
+
+namespace detail {
+
+/// The bytes a reader holds: a string with a consumed prefix, so taking a line from the front
+/// does not move the rest each time.
+class stream_buffer {
+public:
+    std::size_t size() const noexcept { return m_data.size() - m_head; }
+    bool empty() const noexcept { return size() == 0; }
+    std::string_view view() const noexcept { return std::string_view(m_data).substr(m_head); }
+
+    void append(std::string_view d) {
+        if (m_head == m_data.size()) clear();
+        m_data.append(d);
+    }
+    /// Removes and returns the first `n` bytes (fewer if there are fewer).
+    std::string take(std::size_t n) {
+        n = std::min(n, size());
+        std::string out;
+        if (m_head == 0 && n == m_data.size()) {
+            out.swap(m_data);
+        } else {
+            out.assign(m_data, m_head, n);
+            m_head += n;
+            compact();
+        }
+        return out;
+    }
+    void drop(std::size_t n) noexcept {
+        m_head += std::min(n, size());
+        compact();
+    }
+    void clear() noexcept {
+        m_data.clear();
+        m_head = 0;
+    }
+
+private:
+    void compact() noexcept {
+        if (m_head == m_data.size()) {
+            clear();
+        } else if (m_head >= 4096 && m_head * 2 >= m_data.size()) {
+            m_data.erase(0, m_head); // amortised: at most as many bytes as were consumed
+            m_head = 0;
+        }
+    }
+
+    std::string m_data;
+    std::size_t m_head = 0;
+};
+
+class data_waiter;
+
+/// What a stream_reader handle shares (asyncio.StreamReader's attributes).
+struct reader_state {
+    explicit reader_state(std::size_t lim) : limit(lim) {
+        if (lim == 0) throw std::invalid_argument("Limit cannot be <= 0");
+    }
+    reader_state(const reader_state&) = delete;
+    reader_state& operator=(const reader_state&) = delete;
+
+    stream_buffer buffer;
+    std::size_t limit;
+    bool eof = false;
+    bool paused = false; ///< we paused the transport's reading
+    std::exception_ptr error;
+    data_waiter* waiter = nullptr;
+    /// The transport to pause and resume. Raw pointer for the calls, weak owner to know it is
+    /// still alive: the transport owns the protocol that owns this reader, so a strong
+    /// reference here would be a cycle.
+    transport* source = nullptr;
+    std::weak_ptr<base_transport> source_owner;
+
+    void wakeup(std::exception_ptr e = nullptr) noexcept;
+
+    /// asyncio's _maybe_resume_transport.
+    void maybe_resume() {
+        if (paused && buffer.size() <= limit) {
+            paused = false;
+            if (auto keep = source_owner.lock()) source->resume_reading();
+        }
+    }
+
+    void throw_if_error() const {
+        if (error) std::rethrow_exception(error);
+    }
+};
+
+/// How a read waits for feed_data / feed_eof / set_exception (asyncio's `_wait_for_data`).
+/// Lives in the reading coroutine's frame; at most one per reader.
+class data_waiter : public task_waiter {
+public:
+    explicit data_waiter(reader_state& s) noexcept : m_state(&s) { task_waiter::cancel = &on_cancel; }
+    data_waiter(const data_waiter&) = delete;
+    data_waiter& operator=(const data_waiter&) = delete;
+    ~data_waiter() {
+        if (m_state->waiter == this) m_state->waiter = nullptr; // the frame died while waiting
+    }
+
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<> h) {
+        task_core& t = require_current_task();
+        m_task = &t;
+        m_state->waiter = this;
+        t.suspend_on(h, this);
+    }
+    void await_resume() {
+        if (m_task) m_task->throw_if_cancel_delivered();
+        if (m_error) std::rethrow_exception(m_error);
+    }
+
+    /// Called by the reader (the waiter already left `m_state->waiter`).
+    void wake(std::exception_ptr e) noexcept {
+        m_error = std::move(e);
+        m_task->wake();
+    }
+
+private:
+    static bool on_cancel(task_waiter* w, const std::string& msg) {
+        auto* self = static_cast<data_waiter*>(w);
+        if (self->m_state->waiter == self) self->m_state->waiter = nullptr;
+        self->m_task->wake_cancelled(msg); // nothing consumed: the bytes stay buffered
+        return true;
+    }
+
+    reader_state* m_state;
+    task_core* m_task = nullptr;
+    std::exception_ptr m_error;
+};
+
+inline void reader_state::wakeup(std::exception_ptr e) noexcept {
+    if (data_waiter* w = std::exchange(waiter, nullptr)) w->wake(std::move(e));
+}
+
+/// The checks asyncio's _wait_for_data makes before it waits; then the awaiter.
+inline data_waiter wait_for_data(reader_state& s, const char* func_name) {
+    if (s.waiter)
+        throw std::runtime_error(std::string(func_name) +
+                                 "() called while another coroutine is already waiting for "
+                                 "incoming data");
+    // Waiting while paused would deadlock (readexactly(n) with n > 2 * limit): resume first.
+    if (s.paused) {
+        s.paused = false;
+        if (auto keep = s.source_owner.lock()) s.source->resume_reading();
+    }
+    return data_waiter(s);
+}
+
+// The reads are coroutines over the shared state (not member coroutines over `this`), so they
+// keep the state alive whatever happens to the handle that started them.
+
+inline task<std::string> stream_read(std::shared_ptr<reader_state> s, std::ptrdiff_t n) {
+    s->throw_if_error();
+    if (n == 0) co_return std::string();
+    if (n < 0) {
+        while (!s->eof) co_await wait_for_data(*s, "read");
+        std::string all = s->buffer.take(s->buffer.size());
+        s->maybe_resume();
+        co_return all;
+    }
+    if (s->buffer.empty() && !s->eof) co_await wait_for_data(*s, "read");
+    std::string data = s->buffer.take(static_cast<std::size_t>(n));
+    s->maybe_resume();
+    co_return data;
+}
+
+inline task<std::string> stream_readexactly(std::shared_ptr<reader_state> s, std::size_t n) {
+    s->throw_if_error();
+    if (n == 0) co_return std::string();
+    while (s->buffer.size() < n) {
+        if (s->eof) {
+            std::string partial = s->buffer.take(s->buffer.size());
+            throw incomplete_read_error(std::move(partial), n);
+        }
+        co_await wait_for_data(*s, "readexactly");
+    }
+    std::string data = s->buffer.take(n);
+    s->maybe_resume();
+    co_return data;
+}
+
+inline task<std::string> stream_readuntil(std::shared_ptr<reader_state> s, std::string sep) {
+    const std::size_t seplen = sep.size();
+    if (seplen == 0) throw std::invalid_argument("Separator should be at least one-byte string");
+    s->throw_if_error();
+    std::size_t offset = 0; // where the search resumes: no byte is looked at twice
+    std::size_t isep = 0;
+    for (;;) {
+        const std::string_view buf = s->buffer.view();
+        if (buf.size() >= offset + seplen) {
+            isep = buf.find(sep, offset);
+            if (isep != std::string_view::npos) break;
+            offset = buf.size() + 1 - seplen;
+            if (offset > s->limit)
+                throw limit_overrun_error("Separator is not found, and chunk exceed the limit",
+                                          offset);
+        }
+        if (s->eof) {
+            std::string partial = s->buffer.take(s->buffer.size());
+            throw incomplete_read_error(std::move(partial), incomplete_read_error::unknown_size);
+        }
+        co_await wait_for_data(*s, "readuntil");
+    }
+    if (isep > s->limit)
+        throw limit_overrun_error("Separator is found, but chunk is longer than limit", isep);
+    std::string chunk = s->buffer.take(isep + seplen);
+    s->maybe_resume();
+    co_return chunk;
+}
+
+inline task<std::string> stream_readline(std::shared_ptr<reader_state> s) {
+    std::string line;
+    try {
+        line = co_await stream_readuntil(s, "\n");
+    } catch (incomplete_read_error& e) {
+        line = e.partial(); // EOF: the partial last line ("" at EOF)
+    } catch (const limit_overrun_error& e) {
+        // asyncio: drop the line and its newline if the newline was seen, else everything
+        // buffered; then raise (ValueError there, limit_overrun_error here).
+        const std::string_view buf = s->buffer.view();
+        if (buf.size() > e.consumed() && buf[e.consumed()] == '\n') s->buffer.drop(e.consumed() + 1);
+        else s->buffer.clear();
+        s->maybe_resume();
+        throw;
+    }
+    co_return line;
+}
+
+} // namespace detail
+
+// --- stream_reader ---------------------------------------------------------------------------
+
+/// asyncio's StreamReader: bytes arriving on a connection, read by coroutines.
+///
+/// A copyable handle; copies share one buffer. Bytes come in through `feed_data` (called by
+/// the stream_protocol, or by hand in tests), end with `feed_eof`, or fail with
+/// `set_exception`. Only one coroutine at a time may wait for data on a reader.
+///
+/// Flow control (asyncio's): when more than `2 * limit` bytes are buffered the transport's
+/// reading is paused; it is resumed once reads bring the buffer down to `limit` bytes or less,
+/// and whenever a read has to wait.
+///
+/// Cancellation: every read consumes bytes only after its last suspension; a read cancelled at
+/// any point leaves the buffer as it was (no data is lost).
+class stream_reader {
+public:
+    /// A reader whose `readline`/`readuntil` return at most `limit` bytes before the separator.
+    /// Throws `std::invalid_argument` for a limit of 0.
+    explicit stream_reader(std::size_t limit = default_stream_limit)
+        : m_state(std::make_shared<detail::reader_state>(limit)) {}
+
+    /// Reads up to `n` bytes: at least one, unless EOF came with nothing buffered (then "").
+    /// `n == -1` (the default) reads until EOF and returns everything; `n == 0` returns "" at
+    /// once. Throws the reader's exception if one was set (`set_exception`, or a connection
+    /// error such as `std::system_error` ECONNRESET); `std::runtime_error` if another coroutine
+    /// is waiting on this reader. Cancellation: nothing is consumed.
+    [[nodiscard]] task<std::string> read(std::ptrdiff_t n = -1) const {
+        return detail::stream_read(m_state, n);
+    }
+
+    /// Reads exactly `n` bytes. Throws `incomplete_read_error` (with the bytes that did come,
+    /// `partial()`, which are consumed) if EOF comes first; the reader's exception; or
+    /// `std::runtime_error` as read(). Cancellation: nothing is consumed.
+    [[nodiscard]] task<std::string> readexactly(std::size_t n) const {
+        return detail::stream_readexactly(m_state, n);
+    }
+
+    /// Reads one line, up to and including '\n'. At EOF returns the partial last line without
+    /// '\n' ("" when nothing is left). A line longer than `limit()` (not counting '\n') throws
+    /// `limit_overrun_error` after dropping that line (with its '\n' if it was seen, else
+    /// everything buffered), as asyncio does. Also throws as read(). Cancellation: nothing is
+    /// consumed.
+    [[nodiscard]] task<std::string> readline() const { return detail::stream_readline(m_state); }
+
+    /// Reads up to and including `separator`. Throws `limit_overrun_error` if no separator is
+    /// found within `limit()` bytes, or the chunk before it is longer than `limit()` (the data
+    /// stays buffered; `consumed()` says how much to read to get past it);
+    /// `incomplete_read_error` at EOF without the separator (`partial()` has what was left,
+    /// now consumed; `expected()` is 0); `std::invalid_argument` for an empty separator; else
+    /// as read(). Cancellation: nothing is consumed.
+    [[nodiscard]] task<std::string> readuntil(std::string separator = "\n") const {
+        return detail::stream_readuntil(m_state, std::move(separator));
+    }
+
+    /// True once EOF was fed and every buffered byte was read.
+    bool at_eof() const noexcept { return m_state->eof && m_state->buffer.empty(); }
+    /// The exception set with set_exception (null if none).
+    std::exception_ptr exception() const noexcept { return m_state->error; }
+    /// The limit given to the constructor.
+    std::size_t limit() const noexcept { return m_state->limit; }
+    /// Bytes buffered and not read yet.
+    std::size_t buffered() const noexcept { return m_state->buffer.size(); }
+
+    /// Appends bytes (the protocol calls this for each chunk received) and wakes the waiting
+    /// read; pauses the transport's reading past `2 * limit()` buffered bytes. Throws
+    /// `std::logic_error` after feed_eof().
+    void feed_data(std::string_view data) {
+        detail::reader_state& s = *m_state;
+        if (s.eof) throw std::logic_error("corio::stream_reader: feed_data after feed_eof");
+        if (data.empty()) return;
+        s.buffer.append(data);
+        s.wakeup();
+        if (!s.paused && s.buffer.size() > 2 * s.limit) {
+            if (auto keep = s.source_owner.lock()) {
+                s.source->pause_reading();
+                s.paused = true;
+            }
+        }
+    }
+    /// Marks the end of the stream and wakes the waiting read.
+    void feed_eof() noexcept {
+        m_state->eof = true;
+        m_state->wakeup();
+    }
+    /// Fails the stream: the waiting read and every later read throw `e` (buffered bytes are
+    /// not returned any more, as in asyncio).
+    void set_exception(std::exception_ptr e) noexcept {
+        m_state->error = e;
+        m_state->wakeup(std::move(e));
+    }
+
+    /// The transport whose reading this reader pauses and resumes (asyncio's `set_transport`;
+    /// stream_protocol calls it in connection_made, and with null in connection_lost). The
+    /// transport must be owned by a `std::shared_ptr` (every corio transport is): the reader
+    /// keeps a weak reference and never calls a transport that is gone.
+    void set_transport(transport* t) noexcept {
+        m_state->source = t;
+        m_state->source_owner = t ? t->weak_from_this() : std::weak_ptr<base_transport>();
+        if (!t) m_state->paused = false;
+    }
+
+    /// True if both handles share one reader.
+    friend bool operator==(const stream_reader& a, const stream_reader& b) noexcept {
+        return a.m_state == b.m_state;
+    }
+
+private:
+    std::shared_ptr<detail::reader_state> m_state;
+};
+
+// --- stream_protocol -------------------------------------------------------------------------
+
+/// asyncio's StreamReaderProtocol (with its FlowControlMixin): the protocol behind streams. It
+/// feeds an optional stream_reader with what the transport receives, records the transport's
+/// pause_writing/resume_writing for `stream_writer::drain()`, and completes
+/// `stream_writer::wait_closed()` when the connection is lost.
+///
+/// Create it with `std::make_shared<stream_protocol>(reader)` from a protocol factory (it must
+/// be owned by a `std::shared_ptr`). With an `on_connected` callback (what start_server uses),
+/// connection_made builds the stream_writer and calls `on_connected(reader, writer)`; the
+/// callback runs inside connection_made and must not block (start a task).
+///
+/// EOF from the peer keeps the transport open (half-closed: you may still write), as asyncio.
+class stream_protocol : public protocol, public std::enable_shared_from_this<stream_protocol> {
+public:
+    /// The function called with the new connection's reader and writer (asyncio's
+    /// client_connected_cb, without the coroutine part: it starts its own task).
+    using connected_callback = std::function<void(stream_reader, stream_writer)>;
+
+    /// A protocol feeding `reader` (none: received bytes are dropped, as for a write-only pipe).
+    explicit stream_protocol(std::optional<stream_reader> reader = std::nullopt)
+        : m_reader(std::move(reader)) {}
+    /// As above, and calls `on_connected(reader, writer)` from connection_made. Throws
+    /// `std::invalid_argument` without a reader.
+    stream_protocol(std::optional<stream_reader> reader, connected_callback on_connected)
+        : m_reader(std::move(reader)), m_on_connected(std::move(on_connected)) {
+        if (!m_reader) throw std::invalid_argument("corio::stream_protocol: a connected callback needs a reader");
+    }
+
+    /// Remembers the transport, gives it to the reader, and calls on_connected if set.
+    void connection_made(transport& t) override;
+    /// Feeds the reader.
+    void data_received(std::string_view data) override {
+        if (m_reader) m_reader->feed_data(data);
+    }
+    /// Feeds EOF to the reader and keeps the transport open (returns true).
+    bool eof_received() override {
+        if (m_reader) m_reader->feed_eof();
+        return true;
+    }
+    /// EOF (null) or the error to the reader; wakes drain() and wait_closed() waiters.
+    void connection_lost(std::exception_ptr exc) override {
+        if (m_reader) {
+            if (exc) m_reader->set_exception(exc);
+            else m_reader->feed_eof();
+            m_reader->set_transport(nullptr);
+        }
+        m_lost = true;
+        m_lost_error = exc;
+        m_transport = nullptr;
+        wake_all(m_drain_waiters);
+        wake_all(m_closed_waiters);
+        m_on_connected = nullptr; // drop what the callback captured (a server's handler)
+    }
+    /// The transport's buffer went over its high-water mark: drain() waits from now on.
+    void pause_writing() override { m_paused = true; }
+    /// The transport's buffer went below its low-water mark: wakes drain() waiters.
+    void resume_writing() override {
+        m_paused = false;
+        wake_all(m_drain_waiters);
+    }
+
+    /// The reader given to the constructor.
+    const std::optional<stream_reader>& reader() const noexcept { return m_reader; }
+    /// True between pause_writing() and resume_writing().
+    bool writing_paused() const noexcept { return m_paused; }
+    /// True once connection_lost was called.
+    bool is_connection_lost() const noexcept { return m_lost; }
+    /// The error connection_lost got (null for a clean close or if not lost yet).
+    std::exception_ptr connection_error() const noexcept { return m_lost_error; }
+
+private:
+    friend class stream_writer;
+
+    static void wake_all(std::vector<future<void>>& waiters) {
+        std::vector<future<void>> ws;
+        ws.swap(waiters);
+        for (future<void>& f : ws)
+            if (!f.done()) f.set_result();
+    }
+
+    /// asyncio's FlowControlMixin._drain_helper. The waiters' futures carry no error (the
+    /// error is in m_lost_error), so no "Future exception was never retrieved" can come from a
+    /// waiter that was cancelled.
+    static task<> drain_helper(std::shared_ptr<stream_protocol> self) {
+        if (self->m_lost)
+            throw std::system_error(ECONNRESET, std::generic_category(), "Connection lost");
+        if (!self->m_paused) co_return;
+        future<void> f;
+        self->m_drain_waiters.push_back(f);
+        co_await f.wait_done(); // cancelling the drain only stops this wait
+        if (self->m_lost && self->m_lost_error) std::rethrow_exception(self->m_lost_error);
+    }
+
+    static task<> wait_closed(std::shared_ptr<stream_protocol> self) {
+        if (!self->m_lost) {
+            future<void> f;
+            self->m_closed_waiters.push_back(f);
+            co_await f.wait_done();
+        }
+        if (self->m_lost_error) std::rethrow_exception(self->m_lost_error);
+    }
+
+    std::optional<stream_reader> m_reader;
+    connected_callback m_on_connected;
+    transport* m_transport = nullptr;
+    std::vector<future<void>> m_drain_waiters;
+    std::vector<future<void>> m_closed_waiters;
+    std::exception_ptr m_lost_error;
+    bool m_paused = false;
+    bool m_lost = false;
+};
+
+// --- stream_writer ---------------------------------------------------------------------------
+
+namespace detail {
+
+/// What stream_writer handles share. The last handle closes the transport (RAII, see the file
+/// comment).
+struct writer_state {
+    std::shared_ptr<corio::transport> tr;
+    std::shared_ptr<stream_protocol> proto;
+    std::optional<stream_reader> reader;
+
+    writer_state(std::shared_ptr<corio::transport> t, std::shared_ptr<stream_protocol> p,
+                 std::optional<stream_reader> r)
+        : tr(std::move(t)), proto(std::move(p)), reader(std::move(r)) {}
+    writer_state(const writer_state&) = delete;
+    writer_state& operator=(const writer_state&) = delete;
+    ~writer_state() {
+        try {
+            if (tr && !tr->is_closing()) tr->close();
+        } catch (...) { // closing must not throw from a destructor (a loop already gone)
+        }
+    }
+};
+
+} // namespace detail
+
+/// asyncio's StreamWriter: writes to a connection, with back-pressure through drain().
+///
+/// A copyable handle; copies write to the same transport. When the last handle goes and the
+/// transport is still open, the transport is closed (see the file comment).
+class stream_writer {
+public:
+    /// An empty handle (for members assigned later); only assignment and `operator bool` may be
+    /// used on it.
+    stream_writer() noexcept = default;
+    /// A writer over `t`, whose protocol is `p` (it must be `t`'s protocol), with the reader of
+    /// the same connection if any (drain() rethrows its error). Throws `std::invalid_argument`
+    /// if `t` or `p` is null.
+    stream_writer(std::shared_ptr<corio::transport> t, std::shared_ptr<stream_protocol> p,
+                  std::optional<stream_reader> r = std::nullopt) {
+        if (!t || !p) throw std::invalid_argument("corio::stream_writer: null transport or protocol");
+        m_state = std::make_shared<detail::writer_state>(std::move(t), std::move(p), std::move(r));
+    }
+
+    /// True unless the handle is empty.
+    explicit operator bool() const noexcept { return m_state != nullptr; }
+
+    /// Queues `data` on the transport and returns at once: never blocks, never suspends. Call
+    /// drain() to wait while the transport's buffer is over its high-water mark. Data written
+    /// after close() or after the connection was lost is dropped (as asyncio); throws
+    /// `std::runtime_error` after write_eof().
+    void write(std::string_view data) { m_state->tr->write(data); }
+
+    /// write() for each element of a range of strings or string views, in order.
+    template <class Range>
+    void writelines(const Range& lines) {
+        for (const auto& l : lines) write(std::string_view(l));
+    }
+
+    /// Waits until the transport's buffer is below its low-water mark, if it went over the
+    /// high-water mark (returns at once otherwise). Throws the reader's exception if the
+    /// connection failed (e.g. `std::system_error` ECONNRESET or EPIPE), or
+    /// `std::system_error(ECONNRESET, "Connection lost")` once the connection is lost. Any
+    /// number of coroutines may drain at once. Cancellation: only the waiting stops; buffered
+    /// data stays queued.
+    [[nodiscard]] task<> drain() const { return do_drain(m_state); }
+
+    /// Closes the write side once buffered data is sent (shutdown(SHUT_WR)); reading goes on.
+    void write_eof() { m_state->tr->write_eof(); }
+    /// True if write_eof() is supported.
+    bool can_write_eof() const noexcept { return m_state->tr->can_write_eof(); }
+    /// Closes the transport (buffered data is still sent). Idempotent.
+    void close() { m_state->tr->close(); }
+    /// True once close() was called or the connection was lost.
+    bool is_closing() const noexcept { return m_state->tr->is_closing(); }
+    /// Waits until the connection is closed (connection_lost was called); throws the error it
+    /// was lost with, if any (e.g. `std::system_error` ECONNRESET). Cancellation: only the
+    /// waiting stops.
+    [[nodiscard]] task<> wait_closed() const { return stream_protocol::wait_closed(m_state->proto); }
+
+    /// The remote address (an empty address if unknown, e.g. for a pipe).
+    address peername() const {
+        return m_state->tr->extra_info<address>("peername").value_or(address{});
+    }
+    /// The local address (an empty address if unknown).
+    address sockname() const {
+        return m_state->tr->extra_info<address>("sockname").value_or(address{});
+    }
+    /// The transport's get_extra_info(name): "peername", "sockname" (corio::address),
+    /// "socket", "pipe" (int); an empty std::any for unknown names.
+    std::any get_extra_info(std::string_view name) const { return m_state->tr->get_extra_info(name); }
+
+    /// The underlying transport.
+    const std::shared_ptr<corio::transport>& transport() const noexcept { return m_state->tr; }
+    /// The protocol of the transport.
+    const std::shared_ptr<stream_protocol>& protocol() const noexcept { return m_state->proto; }
+
+    /// True if both handles share one writer.
+    friend bool operator==(const stream_writer& a, const stream_writer& b) noexcept {
+        return a.m_state == b.m_state;
+    }
+
+private:
+    // A coroutine over the shared state (not over `this`): it lives as long as the drain runs.
+    static task<> do_drain(std::shared_ptr<detail::writer_state> w) {
+        if (w->reader) {
+            if (std::exception_ptr e = w->reader->exception()) std::rethrow_exception(e);
+        }
+        // Let connection_lost run if the transport is closing, so that a loop of write + drain
+        // sees the error instead of spinning (asyncio 3.12).
+        if (w->tr->is_closing()) co_await sleep(std::chrono::seconds(0));
+        co_await stream_protocol::drain_helper(w->proto);
+    }
+
+    std::shared_ptr<detail::writer_state> m_state;
+};
+
+inline void stream_protocol::connection_made(transport& t) {
+    m_transport = &t;
+    if (m_reader) m_reader->set_transport(&t);
+    if (m_on_connected) {
+        auto tr = std::dynamic_pointer_cast<corio::transport>(t.shared_from_this());
+        stream_writer w(std::move(tr), shared_from_this(), m_reader);
+        connected_callback cb = std::move(m_on_connected);
+        m_on_connected = nullptr;
+        cb(*m_reader, std::move(w));
+    }
+}
+
+// --- Connections and servers ---------------------------------------------------------------------
+
+/// Options of `open_connection` and `open_unix_connection` (asyncio's keyword arguments).
+/// Trivially destructible, so `co_await open_connection(h, p, {.limit = 1024})` is safe on
+/// GCC 12 (see the file comment).
+struct stream_options {
+    /// The reader's limit (see stream_reader). Must not be 0.
+    std::size_t limit = default_stream_limit;
+    /// Bind to this local address before connecting (asyncio's `local_addr`). TCP only.
+    /// (Initialized explicitly so that `{.limit = N}` draws no -Wmissing-field-initializers.)
+    std::optional<address> local_addr = std::nullopt;
+    /// AF_INET or AF_INET6 to resolve the host to that family only; AF_UNSPEC for both. TCP only.
+    int family = AF_UNSPEC;
+};
+
+/// Options of `start_server` and `start_unix_server`: the readers' limit, and the options of
+/// `create_server` (corio/net.hpp). Trivially destructible, as stream_options.
+struct stream_server_options {
+    /// Each connection's reader limit (see stream_reader). Must not be 0.
+    std::size_t limit = default_stream_limit;
+    /// The listen() backlog.
+    int backlog = 100;
+    /// SO_REUSEADDR (TCP only), on by default as asyncio on Unix.
+    bool reuse_address = true;
+    /// SO_REUSEPORT (TCP only).
+    bool reuse_port = false;
+    /// AF_INET or AF_INET6 to listen on that family only; AF_UNSPEC for both. TCP only.
+    int family = AF_UNSPEC;
+    /// Start accepting at once (otherwise `server::start_serving()` or `serve_forever()`).
+    bool start_serving = true;
+};
+
+namespace detail {
+
+/// The task of one server connection: the handler, then asyncio's done-callback of
+/// StreamReaderProtocol (an error is reported and the transport closed; a cancellation closes
+/// the transport). Owns a reference to the handler, so a capturing lambda's captures outlive
+/// every connection that uses them.
+template <class Handler>
+task<> run_stream_handler(std::shared_ptr<Handler> handler, stream_reader reader, stream_writer writer) {
+    std::exception_ptr error;
+    try {
+        co_await std::invoke(*handler, reader, writer);
+    } catch (const cancelled_error&) {
+        writer.close();
+        throw;
+    } catch (...) {
+        error = std::current_exception();
+    }
+    if (error) {
+        get_running_loop().call_exception_handler(
+            {"Unhandled exception in client_connected_cb", error, current_task().get_name()});
+        writer.close();
+    }
+}
+
+/// The protocol factory of start_server: a reader and a stream_protocol per connection, whose
+/// connection_made starts the handler's task.
+template <class Handler>
+auto stream_server_factory(std::shared_ptr<Handler> handler, std::size_t limit) {
+    return [handler, limit] {
+        stream_reader reader(limit);
+        stream_protocol::connected_callback on_connected = [handler](stream_reader r, stream_writer w) {
+            (void)create_task(run_stream_handler<Handler>(handler, std::move(r), std::move(w)));
+        };
+        return std::make_shared<stream_protocol>(std::move(reader), std::move(on_connected));
+    };
+}
+
+template <class Handler>
+constexpr void check_stream_handler() {
+    static_assert(std::is_invocable_v<Handler&, stream_reader, stream_writer>,
+                  "corio: a stream handler is called as handler(stream_reader, stream_writer)");
+    static_assert(awaitable<std::invoke_result_t<Handler&, stream_reader, stream_writer>>,
+                  "corio: a stream handler must return an awaitable (a corio::task<>)");
+}
+
+inline server_options to_server_options(const stream_server_options& o) {
+    server_options so;
+    so.backlog = o.backlog;
+    so.reuse_address = o.reuse_address;
+    so.reuse_port = o.reuse_port;
+    so.family = o.family;
+    so.start_serving = o.start_serving;
+    return so;
+}
+
+} // namespace detail
+
+/// asyncio's `open_connection(host, port, limit=, local_addr=, family=)`: connects with
+/// `create_connection` (corio/net.hpp: name resolution off the loop thread, every address in
+/// turn) and gives the connection's reader and writer.
+///
+/// Throws `std::system_error` when the connection fails (ECONNREFUSED, ETIMEDOUT, ...; see
+/// create_connection), `corio::gai_error` if `host` does not resolve, `std::invalid_argument`
+/// for a limit of 0. Cancellation: nothing is left open.
+inline task<std::pair<stream_reader, stream_writer>> open_connection(std::string host, port_or_service port,
+                                                                     stream_options opts = {}) {
+    stream_reader reader(opts.limit);
+    auto factory = [reader] { return std::make_shared<stream_protocol>(reader); };
+    connection_options co;
+    co.local_addr = opts.local_addr;
+    co.family = opts.family;
+    auto [tr, proto] = co_await create_connection(std::move(factory), std::move(host), std::move(port), co);
+    stream_writer writer(std::move(tr), std::move(proto), reader);
+    co_return std::pair<stream_reader, stream_writer>(std::move(reader), std::move(writer));
+}
+
+/// asyncio's `open_unix_connection(path, limit=)`: as open_connection, to the Unix stream
+/// socket at `path`. Only `opts.limit` applies: throws `std::invalid_argument` if `local_addr`
+/// or `family` is set (or for a path too long), `std::system_error` (ENOENT, ECONNREFUSED) if
+/// nobody listens there. Cancellation: nothing is left open.
+inline task<std::pair<stream_reader, stream_writer>> open_unix_connection(std::string path,
+                                                                          stream_options opts = {}) {
+    if (opts.local_addr || opts.family != AF_UNSPEC)
+        throw std::invalid_argument("corio::open_unix_connection: local_addr and family do not apply");
+    stream_reader reader(opts.limit);
+    auto factory = [reader] { return std::make_shared<stream_protocol>(reader); };
+    auto [tr, proto] = co_await create_unix_connection(std::move(factory), std::move(path));
+    stream_writer writer(std::move(tr), std::move(proto), reader);
+    co_return std::pair<stream_reader, stream_writer>(std::move(reader), std::move(writer));
+}
+
+/// asyncio's `start_server(client_connected_cb, host, port, limit=, ...)`: a server
+/// (`create_server`, corio/net.hpp) that calls `handler(reader, writer)` in a new task
+/// (`create_task`) for each connection. `handler` is any callable taking
+/// `(stream_reader, stream_writer)` and returning an awaitable, usually a `task<>`; it is kept
+/// (once, shared by every connection) as long as the server has connections.
+///
+/// When the handler's task ends, its writer handles go away and so the connection is closed,
+/// unless the handler kept a copy of the writer (see the file comment). An exception escaping
+/// the handler is reported through the loop's exception handler ("Unhandled exception in
+/// client_connected_cb") and the connection closed; the server goes on serving. A cancelled
+/// handler (e.g. at the end of `corio::run`) closes its connection.
+///
+/// Port 0 picks a free port (`server::port()`). Throws as `create_server` (`std::system_error`
+/// EADDRINUSE, `corio::gai_error`), `std::invalid_argument` for a limit of 0. Name a
+/// capturing lambda before the statement that awaits this (GCC 12, see the file comment).
+template <class Handler>
+task<server> start_server(Handler handler, std::string host, port_or_service port, stream_server_options opts = {}) {
+    detail::check_stream_handler<Handler>();
+    if (opts.limit == 0) throw std::invalid_argument("Limit cannot be <= 0");
+    auto factory = detail::stream_server_factory(std::make_shared<Handler>(std::move(handler)), opts.limit);
+    const server_options so = detail::to_server_options(opts);
+    co_return co_await create_server(std::move(factory), std::move(host), std::move(port), so);
+}
+
+/// asyncio's `start_unix_server(client_connected_cb, path, limit=, ...)`: as start_server, on
+/// a Unix stream socket at `path` (`create_unix_server`: a stale socket file is replaced and
+/// the file is removed when the server closes). Only `limit`, `backlog` and `start_serving`
+/// apply. Throws as `create_unix_server` (`std::system_error` EADDRINUSE,
+/// `std::invalid_argument` for a path too long) or for a limit of 0.
+template <class Handler>
+task<server> start_unix_server(Handler handler, std::string path, stream_server_options opts = {}) {
+    detail::check_stream_handler<Handler>();
+    if (opts.limit == 0) throw std::invalid_argument("Limit cannot be <= 0");
+    auto factory = detail::stream_server_factory(std::make_shared<Handler>(std::move(handler)), opts.limit);
+    const server_options so = detail::to_server_options(opts);
+    co_return co_await create_unix_server(std::move(factory), std::move(path), so);
+}
+
+} // namespace corio
+// ---- end corio/streams.hpp ----
+// ---- begin corio/subprocess.hpp (included from corio/corio.hpp) ----
+/// \file corio/subprocess.hpp
+/// Subprocesses: asyncio.create_subprocess_exec and asyncio.subprocess.Process.
+///
+/// ```
+/// # Python                                          // C++
+/// p = await asyncio.create_subprocess_exec(         auto p = co_await corio::create_subprocess_exec(
+///     "sort", "-n",                                     "sort", "-n",
+///     stdin=PIPE, stdout=PIPE)                          corio::subprocess_options{.stdin_ = corio::pipe,
+///                                                                                 .stdout_ = corio::pipe});
+/// out, err = await p.communicate(b"3\n1\n2\n")      auto [out, err] = co_await p.communicate("3\n1\n2\n");
+/// print(p.returncode)                               std::printf("%d\n", *p.returncode());
+/// ```
+///
+/// | asyncio | corio |
+/// |---|---|
+/// | `create_subprocess_exec(prog, *args, stdin=, stdout=, stderr=, limit=, cwd=, env=)` | `create_subprocess_exec(prog, args..., subprocess_options{...})`, or `create_subprocess_exec(std::vector<std::string> argv, {...})` |
+/// | `create_subprocess_shell(cmd, ...)` | `create_subprocess_shell(cmd, {...})` (`/bin/sh -c cmd`) |
+/// | `PIPE`, `DEVNULL`, `STDOUT`, `None`, a file descriptor | `corio::pipe`, `corio::devnull`, `corio::stdout_`, `corio::inherit`, `corio::stdio::from_fd(fd)` |
+/// | `Process.stdin` / `stdout` / `stderr` | `process::stdin_` (`std::optional<stream_writer>`), `stdout_`, `stderr_` (`std::optional<stream_reader>`) |
+/// | `pid`, `returncode` | `pid()`, `returncode()` (`std::optional<int>`; `-N` when killed by signal N) |
+/// | `await wait()`, `await communicate(input)` | `co_await wait()` → `int`, `co_await communicate(input)` → `std::pair<std::string, std::string>` |
+/// | `send_signal`, `terminate`, `kill` | same names |
+///
+/// ## Semantics worth knowing
+/// - **Spawning** uses posix_spawn (vfork-like, safe with threads; only the C library runs in
+///   the child). A program name without '/' is searched in `PATH` (the `env` option's PATH if
+///   given, as Python's `os.get_exec_path(env)`). A program that cannot be run makes the await
+///   throw `std::system_error` with its errno (ENOENT: asyncio's FileNotFoundError, EACCES:
+///   PermissionError).
+/// - **File descriptors**: the child gets its stdin, stdout and stderr and nothing else. Every
+///   fd corio opens is close-on-exec (pipes are made with pipe2(O_CLOEXEC) where it exists),
+///   and with glibc >= 2.34 (and FreeBSD >= 13.1) the child also closes every other fd >= 3
+///   before exec, Python's `close_fds=True`. Elsewhere a descriptor *you* opened without
+///   close-on-exec is inherited.
+/// - **Signals**: the child starts with SIGPIPE and SIGXFSZ at their default action, whatever
+///   the parent did with them (Python's `restore_signals=True`), so `yes | head` works in a
+///   child of a server that ignores SIGPIPE. Signal handlers never carry over an exec.
+/// - **Reaping** never races with other children: corio waits only for its own pids, never
+///   with `waitpid(-1)`, and installs no SIGCHLD handler. On Linux a pidfd tells the loop when
+///   the child exits; elsewhere (or on kernels before 5.3) one thread per child blocks in
+///   `waitpid(pid)` (see corio/detail/child_watcher.hpp). A child that someone else reaped
+///   anyway (`waitpid(-1)` in other code, SIGCHLD ignored) reports 255, with a report through
+///   the loop's exception handler, as asyncio warns.
+/// - **wait()** returns once the child has exited, even if a grandchild still holds its
+///   stdout open (as trio and uvloop do, and CPython after gh-119710; asyncio 3.12 also waits
+///   for the pipes to close). As in asyncio, a child writing more than the pipe buffer and
+///   stream limit to a `pipe` nobody reads blocks, and then wait() waits forever: read the
+///   pipes, or use communicate().
+/// - **Dropping the process**: when the last copy of the `process` handle is gone (and no
+///   `wait()` or `communicate()` is pending) while the child still runs, the child is killed
+///   with SIGKILL and its pipes are closed, as asyncio does when its subprocess transport is
+///   closed or collected; it is then reaped in the background (by the loop while it runs, else
+///   by a detached thread), so it never stays a zombie and nothing blocks.
+/// - **The loop closing** (end of `corio::run`) while a handle is still alive leaves the child
+///   running; nothing watches it any more (`returncode()` stays empty); dropping the handle
+///   later kills and reaps it as above.
+///
+/// All members are loop-thread only, like the rest of the loop's objects.
+
+// ---- begin corio/detail/child_watcher.hpp (included from corio/subprocess.hpp) ----
+/// \file corio/detail/child_watcher.hpp
+/// Watching one child process for its exit without racing with other children: never
+/// `waitpid(-1)`, only `waitpid(pid)` of our own pid. asyncio 3.12 does the same with its
+/// PidfdChildWatcher (Linux >= 5.3) and ThreadedChildWatcher (elsewhere); so does corio:
+///
+/// - **pidfd** (Linux, `SYS_pidfd_open`): the kernel gives an fd that becomes readable when
+///   the child exits; the loop watches it with add_reader and the loop thread reaps with
+///   `waitpid(pid, WNOHANG)`. No thread. Chosen at run time; a kernel without pidfd_open
+///   (ENOSYS) or a sandbox refusing it (EPERM) falls back to the thread, once and for all.
+/// - **threaded** (every POSIX system): a detached thread blocks in `waitid(pid, WNOWAIT)`,
+///   reaps the child, stores the status in a block shared with the loop side, and closes the
+///   write end of a pipe whose read end the loop watches. The thread never touches the event
+///   loop (no call_soon_threadsafe): whatever happens to the loop, even its destruction, the
+///   thread only reaps and closes its own fd, so it never blocks a loop, never dangles and
+///   never outlives its child. kqueue's EVFILT_PROC would do without the thread on BSD and
+///   macOS, but the backend concept exposes fd readiness only.
+///
+/// Both look the same to the loop: an fd that becomes readable when the child has exited
+/// (`fd()`), then `try_collect()` gives the exit status. So a running child is I/O for the
+/// virtual-time clock, as a socket peer is, on either path (no begin/end_external_work).
+///
+/// Signals and pid reuse: a pid may be reused once its zombie is reaped. send_signal() kills
+/// only while the child is not reaped: on the pidfd path reaping happens on the loop thread,
+/// the caller's; on the threaded path the thread reaps under a mutex that send_signal() also
+/// takes, after waiting with WNOWAIT (the zombie keeps its pid until then).
+///
+/// Giving up (the watch is destroyed before the exit was collected, e.g. the process object
+/// is dropped while the child runs): the child is reaped in the background, so it never stays
+/// a zombie: the threaded watcher's thread does it anyway; the pidfd path reaps at once if the
+/// child is gone, else hands the pid to a detached thread blocking in `waitpid(pid)`.
+///
+/// Everything here is in corio::detail::proc. Test hook: `force_threaded_child_watcher` selects the threaded watcher for new watches.
+
+
+
+#include <sys/wait.h>
+
+#if defined(__linux__)
+#include <sys/syscall.h>
+#endif
+
+namespace corio::detail::proc {
+
+/// Test switch: new watches use the threaded watcher even where pidfd works.
+inline std::atomic<bool> force_threaded_child_watcher{false};
+/// Set once pidfd_open was found missing (ENOSYS) or refused: the thread is used from then on.
+inline std::atomic<bool> pidfd_unusable{false};
+
+/// asyncio's returncode: the exit code, or minus the signal number for a child killed by a
+/// signal.
+inline int returncode_from_status(int status) noexcept {
+    if (WIFSIGNALED(status)) return -WTERMSIG(status);
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    return status; // not reached: stopped children are not reported without WUNTRACED
+}
+
+/// What a child's exit gave.
+struct child_exit {
+    int returncode = 0;
+    /// The child was reaped by someone else (a `waitpid(-1)` elsewhere, or SIGCHLD ignored):
+    /// the status is unknown and returncode is 255 (asyncio's behaviour).
+    bool unknown = false;
+};
+
+/// Shared by the loop side and the threaded watcher's thread. The thread fills it under the
+/// mutex, unlocks, then closes the pipe; the loop side reads it under the mutex after EOF.
+struct child_reap_block {
+    std::mutex mutex;
+    bool reaped = false;  ///< guarded by mutex
+    int returncode = 255; ///< guarded by mutex
+    bool unknown = false; ///< guarded by mutex
+};
+
+/// `waitpid(pid)` retried on EINTR; returns the asyncio returncode, or nullopt on ECHILD.
+inline std::optional<int> blocking_reap(pid_t pid) noexcept {
+    int status = 0;
+    for (;;) {
+        pid_t r = ::waitpid(pid, &status, 0);
+        if (r == pid) return returncode_from_status(status);
+        if (r < 0 && errno == EINTR) continue;
+        return std::nullopt;
+    }
+}
+
+/// Starts a detached thread running `fn` with every signal blocked, so that signals meant for
+/// the program are never delivered to a watcher thread. Throws `std::system_error` (EAGAIN).
+template <class F>
+void start_detached_thread(F fn) {
+    sigset_t all, old;
+    sigfillset(&all);
+    ::pthread_sigmask(SIG_SETMASK, &all, &old); // the new thread inherits this mask
+    try {
+        std::thread(std::move(fn)).detach();
+    } catch (...) {
+        ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+        throw;
+    }
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+}
+
+/// One child, watched from its spawn until its exit status is collected (see the file comment).
+/// Loop-thread object; not copyable.
+class child_watch {
+public:
+    /// Starts watching `pid` (a child of this process, not yet reaped). Throws
+    /// `std::system_error` if neither a pidfd nor a watcher thread can be had.
+    explicit child_watch(pid_t pid) : m_pid(pid) {
+#if defined(__linux__) && defined(SYS_pidfd_open)
+        if (!force_threaded_child_watcher.load(std::memory_order_relaxed) &&
+            !pidfd_unusable.load(std::memory_order_relaxed)) {
+            // pidfd_open gives a close-on-exec fd. The pid cannot have been reused: it is our
+            // unreaped child, and corio never reaps anything but its own children by pid.
+            long fd = ::syscall(SYS_pidfd_open, static_cast<long>(pid), 0L);
+            if (fd >= 0) {
+                m_fd.reset(static_cast<int>(fd));
+                return;
+            }
+            const int e = errno;
+            if (e == ESRCH) { // already reaped by someone else (SIGCHLD ignored): the thread
+                start_thread(); // finds that out at once and reports it as unknown
+                return;
+            }
+            if (e != ENOSYS && e != EPERM && e != EACCES && e != EINVAL)
+                throw std::system_error(e, std::generic_category(), "pidfd_open");
+            pidfd_unusable.store(true, std::memory_order_relaxed); // fall back, from now on
+        }
+#endif
+        start_thread();
+    }
+    child_watch(const child_watch&) = delete;
+    child_watch& operator=(const child_watch&) = delete;
+
+    /// Gives up watching: a child not collected yet is reaped in the background.
+    ~child_watch() {
+        if (m_collected) return;
+        if (m_block) return; // the threaded watcher reaps it; closing our end is all we do
+        abandon_pidfd();
+    }
+
+    /// Readable once the child has exited. Close-on-exec, non-blocking.
+    int fd() const noexcept { return m_fd.get(); }
+    /// The child's pid.
+    pid_t pid() const noexcept { return m_pid; }
+    /// True for the threaded watcher.
+    bool threaded() const noexcept { return m_block != nullptr; }
+    /// True once try_collect() gave the status.
+    bool collected() const noexcept { return m_collected; }
+
+    /// After fd() became readable: reaps the child (pidfd) or takes what the thread reaped.
+    /// nullopt if the child has not exited yet (a spurious wake-up). Stop watching fd() (the
+    /// loop's remove_reader), then close_fd().
+    std::optional<child_exit> try_collect() noexcept {
+        if (m_collected) return std::nullopt;
+        std::optional<child_exit> out;
+        if (m_block) {
+            char buf[16];
+            ssize_t n = ::read(m_fd.get(), buf, sizeof buf);
+            if (n != 0) return std::nullopt; // not EOF yet: the thread has not finished
+            std::lock_guard lock(m_block->mutex);
+            out = child_exit{m_block->returncode, m_block->unknown};
+        } else {
+            int status = 0;
+            pid_t r;
+            do r = ::waitpid(m_pid, &status, WNOHANG);
+            while (r < 0 && errno == EINTR);
+            if (r == 0) return std::nullopt;
+            if (r == m_pid) out = child_exit{returncode_from_status(status), false};
+            else out = child_exit{255, true}; // ECHILD: someone else reaped it
+        }
+        m_collected = true;
+        return out;
+    }
+
+    /// Closes fd() (after the loop stopped watching it).
+    void close_fd() noexcept { m_fd.reset(); }
+
+    /// kill(pid, sig) unless the child has been reaped. Returns false (and does nothing) if it
+    /// has; throws `std::system_error` if kill fails.
+    bool send_signal(int sig) {
+        if (m_collected) return false;
+        if (m_block) {
+            std::lock_guard lock(m_block->mutex);
+            if (m_block->reaped) return false;
+            return do_kill(sig);
+        }
+        return do_kill(sig);
+    }
+
+private:
+    bool do_kill(int sig) const {
+        if (::kill(m_pid, sig) == 0) return true;
+        if (errno == ESRCH) return false; // reaped by someone else
+        throw std::system_error(errno, std::generic_category(), "kill");
+    }
+
+    void start_thread() {
+        auto [r, w] = open_pipe(); // close-on-exec, blocking
+        set_nonblocking(r.get());  // the loop watches the read end
+        auto block = std::make_shared<child_reap_block>();
+        const pid_t pid = m_pid;
+        const int wfd = w.get();
+        // std::thread throws std::system_error (EAGAIN) if no thread can be made; the caller
+        // then deals with the child.
+        start_detached_thread([block, pid, wfd] {
+            // Wait without reaping, so that the pid stays ours while send_signal may use it.
+            siginfo_t info{};
+            while (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT) < 0 &&
+                   errno == EINTR) {
+            }
+            {
+                std::lock_guard lock(block->mutex);
+                std::optional<int> rc = blocking_reap(pid);
+                block->returncode = rc.value_or(255);
+                block->unknown = !rc;
+                block->reaped = true;
+            }
+            ::close(wfd); // EOF on the loop side (a close, never a write: no SIGPIPE)
+        });
+        w.release(); // the thread owns it now
+        m_block = std::move(block);
+        m_fd = std::move(r);
+    }
+
+    void abandon_pidfd() noexcept {
+        m_fd.reset();
+        int status = 0;
+        pid_t r;
+        do r = ::waitpid(m_pid, &status, WNOHANG);
+        while (r < 0 && errno == EINTR);
+        if (r != 0) return; // reaped now, or not ours any more
+        try {
+            start_detached_thread([pid = m_pid] { (void)blocking_reap(pid); });
+        } catch (...) {
+            // No thread to be had: the child stays a zombie until this process exits.
+        }
+    }
+
+    pid_t m_pid;
+    unique_fd m_fd;
+    std::shared_ptr<child_reap_block> m_block; ///< threaded watcher only
+    bool m_collected = false;
+};
+
+} // namespace corio::detail::proc
+// ---- end corio/detail/child_watcher.hpp ----
+
+#include <span>
+
+#include <spawn.h>
+#if defined(__FreeBSD__)
+#include <sys/param.h> // __FreeBSD_version
+#endif
+
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 29))
+#define CORIO_DETAIL_SPAWN_CHDIR 1
+#elif defined(__APPLE__) || (defined(__FreeBSD__) && __FreeBSD_version >= 1301000)
+#define CORIO_DETAIL_SPAWN_CHDIR 1
+#endif
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+#define CORIO_DETAIL_SPAWN_CLOSEFROM 1
+#elif defined(__FreeBSD__) && __FreeBSD_version >= 1301000
+#define CORIO_DETAIL_SPAWN_CLOSEFROM 1
+#endif
+
+/// \cond INTERNAL
+#if defined(__APPLE__)
+#include <crt_externs.h> // a shared library cannot use `environ` directly on macOS
+#else
+extern char** environ; // POSIX declares it nowhere; glibc only with _GNU_SOURCE
+#endif
+/// \endcond
+
+namespace corio {
+
+/// Where one of a child's standard streams goes (asyncio's `stdin=`, `stdout=`, `stderr=`
+/// arguments). Use the constants `corio::inherit`, `corio::pipe`, `corio::devnull`,
+/// `corio::stdout_`, or `stdio::from_fd(fd)`.
+struct stdio {
+    /// The kinds of redirection.
+    enum class kind : unsigned char {
+        inherit, ///< the parent's own stream (asyncio's `None`, the default)
+        pipe,    ///< a pipe to the parent: a stream_writer (stdin) or stream_reader (stdout, stderr)
+        devnull, ///< /dev/null (asyncio's `DEVNULL`)
+        stdout_, ///< stderr only: to wherever stdout goes (asyncio's `STDOUT`)
+        fd,      ///< a file descriptor of the parent (dup'ed; the caller keeps and closes it)
+    };
+    /// The redirection.
+    kind how = kind::inherit;
+    /// The parent's file descriptor, for kind::fd.
+    int fd = -1;
+
+    /// Redirects to (a duplicate of) the parent's file descriptor `fd`, as asyncio accepts a
+    /// file object or descriptor. The descriptor must stay open until the process is spawned.
+    static constexpr stdio from_fd(int fd) noexcept { return stdio{kind::fd, fd}; }
+    /// Same kind (and same fd for kind::fd).
+    friend constexpr bool operator==(const stdio&, const stdio&) noexcept = default;
+};
+
+/// The child uses the parent's stream (asyncio's `None`; the default).
+inline constexpr stdio inherit{stdio::kind::inherit};
+/// A pipe to the parent (asyncio.subprocess.PIPE): `process::stdin_` writes to it,
+/// `process::stdout_` / `stderr_` read from it. Beware `using namespace corio;` with POSIX
+/// `pipe()`: call that one as `::pipe`.
+inline constexpr stdio pipe{stdio::kind::pipe};
+/// /dev/null (asyncio.subprocess.DEVNULL).
+inline constexpr stdio devnull{stdio::kind::devnull};
+/// For `stderr_` only: stderr goes where stdout goes (asyncio.subprocess.STDOUT).
+inline constexpr stdio stdout_{stdio::kind::stdout_};
+
+/// The keyword arguments of create_subprocess_exec: `corio::subprocess_options{.stdout_ =
+/// corio::pipe}`.
+///
+/// Every member is trivially destructible (views, not strings), so the options may be built
+/// with braces inside a `co_await` statement even under GCC 12 (PR 100611, see the README's
+/// compiler notes). What `cwd` and `env` view is copied when create_subprocess_exec is called:
+/// it only has to live until that call returns.
+struct subprocess_options {
+    /// The child's stdin: `inherit` (default), `pipe`, `devnull`, or `stdio::from_fd(fd)`.
+    stdio stdin_ = inherit;
+    /// The child's stdout: `inherit` (default), `pipe`, `devnull`, or `stdio::from_fd(fd)`.
+    stdio stdout_ = inherit;
+    /// The child's stderr: as stdout_, or `corio::stdout_` (to wherever stdout goes).
+    stdio stderr_ = inherit;
+    /// The buffer limit of the stdout/stderr stream_readers (asyncio's `limit=`, 64 KiB).
+    std::size_t limit = 65536;
+    /// The child's working directory (empty: the parent's). A relative program path is
+    /// resolved from it. Throws `std::system_error` ENOSYS where posix_spawn cannot chdir
+    /// (glibc before 2.29, FreeBSD before 13.1).
+    std::string_view cwd{};
+    /// The child's whole environment as "NAME=value" strings (none: the parent's).
+    std::optional<std::span<const std::string>> env{};
+};
+
+static_assert(std::is_trivially_destructible_v<subprocess_options>,
+              "subprocess_options is built with braces inside co_await statements (GCC PR 100611)");
+
+class process;
+
+namespace detail::proc {
+
+/// What to spawn: the arguments of create_subprocess_exec, owned.
+struct spawn_request {
+    std::vector<std::string> argv;
+    std::array<stdio, 3> io{};
+    std::size_t limit = 65536;
+    std::optional<std::string> cwd;
+    std::optional<std::vector<std::string>> env;
+};
+
+inline spawn_request make_request(std::vector<std::string> argv, const subprocess_options& o) {
+    spawn_request r;
+    r.argv = std::move(argv);
+    r.io = {o.stdin_, o.stdout_, o.stderr_};
+    r.limit = o.limit;
+    if (!o.cwd.empty()) r.cwd.emplace(o.cwd);
+    if (o.env) r.env.emplace(o.env->begin(), o.env->end());
+    return r;
+}
+
+/// A close-on-exec duplicate of `fd` above the standard streams (so that the child's dup2 onto
+/// 0, 1 and 2 never overwrites a source it still needs). Throws `std::system_error`.
+inline unique_fd dup_above_stdio(int fd) {
+    const int d = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (d < 0) throw_os_error(errno, "fcntl(F_DUPFD_CLOEXEC)");
+    return unique_fd(d);
+}
+
+/// `fd` if it is above the standard streams, else dup_above_stdio(fd).
+inline unique_fd above_stdio(unique_fd fd) {
+    if (fd.get() > 2) return fd;
+    return dup_above_stdio(fd.get());
+}
+
+/// posix_spawn's file actions and attributes, freed on every path.
+struct spawn_setup {
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    bool have_actions = false;
+    bool have_attr = false;
+
+    spawn_setup() {
+        if (int e = ::posix_spawn_file_actions_init(&actions))
+            throw std::system_error(e, std::generic_category(), "posix_spawn_file_actions_init");
+        have_actions = true;
+        if (int e = ::posix_spawnattr_init(&attr))
+            throw std::system_error(e, std::generic_category(), "posix_spawnattr_init");
+        have_attr = true;
+    }
+    spawn_setup(const spawn_setup&) = delete;
+    spawn_setup& operator=(const spawn_setup&) = delete;
+    ~spawn_setup() {
+        if (have_actions) ::posix_spawn_file_actions_destroy(&actions);
+        if (have_attr) ::posix_spawnattr_destroy(&attr);
+    }
+};
+
+inline void check_spawn(int e, const char* what) {
+    if (e) throw std::system_error(e, std::generic_category(), what);
+}
+
+/// posix_spawn, searching `path` (a PATH value) as execvp does when the program has no '/':
+/// ENOENT/ENOTDIR go on to the next directory, EACCES is remembered, anything else stops.
+inline int spawn_in_path(pid_t* pid, const std::string& program, const std::string& path,
+                         const posix_spawn_file_actions_t* fa, const posix_spawnattr_t* attr,
+                         char* const argv[], char* const envp[]) {
+    int result = ENOENT;
+    std::size_t start = 0;
+    for (;;) {
+        std::size_t end = path.find(':', start);
+        std::string dir = path.substr(start, end == std::string::npos ? std::string::npos : end - start);
+        std::string candidate = (dir.empty() ? std::string(".") : dir) + "/" + program;
+        int e = ::posix_spawn(pid, candidate.c_str(), fa, attr, argv, envp);
+        if (e == 0) return 0;
+        if (e == EACCES) result = EACCES;
+        else if (e != ENOENT && e != ENOTDIR) return e;
+        if (end == std::string::npos) return result;
+        start = end + 1;
+    }
+}
+
+/// A spawned child and the parent's ends of its pipes (-1 where there is no pipe).
+struct spawned {
+    pid_t pid = -1;
+    std::array<unique_fd, 3> parent_ends;
+};
+
+/// Spawns the child (synchronously). Throws `std::system_error` (spawn errors, with the
+/// program's name) or `std::invalid_argument` (bad options).
+inline spawned spawn_child(const spawn_request& req) {
+    if (req.argv.empty() || req.argv[0].empty())
+        throw std::invalid_argument("corio::create_subprocess_exec: no program given");
+    if (req.io[0].how == stdio::kind::stdout_ || req.io[1].how == stdio::kind::stdout_)
+        throw std::invalid_argument("corio::create_subprocess_exec: corio::stdout_ is for stderr_ only");
+    if (req.limit == 0) throw std::invalid_argument("corio::create_subprocess_exec: limit must be > 0");
+
+    spawned out;
+    std::array<unique_fd, 3> child_ends; // the child's ends of pipes, or copies of user fds
+    for (int target = 0; target < 3; ++target) {
+        const stdio& s = req.io[static_cast<std::size_t>(target)];
+        if (s.how == stdio::kind::pipe) {
+            auto [r, w] = open_pipe(); // close-on-exec, both ends blocking
+            unique_fd& parent = target == 0 ? w : r;
+            unique_fd& child = target == 0 ? r : w;
+            set_nonblocking(parent.get()); // the loop's end; the child's end stays blocking
+            out.parent_ends[static_cast<std::size_t>(target)] = std::move(parent);
+            child_ends[static_cast<std::size_t>(target)] = above_stdio(std::move(child));
+        } else if (s.how == stdio::kind::fd) {
+            if (s.fd < 0 || ::fcntl(s.fd, F_GETFD) < 0)
+                throw std::system_error(EBADF, std::generic_category(),
+                                        "corio::create_subprocess_exec: stdio::from_fd");
+            if (s.fd < 3 && s.fd != target) { // may be overwritten by an earlier dup2: copy it
+                child_ends[static_cast<std::size_t>(target)] = dup_above_stdio(s.fd);
+            }
+        }
+    }
+
+    spawn_setup setup;
+    for (int target = 0; target < 3; ++target) {
+        const std::size_t i = static_cast<std::size_t>(target);
+        const stdio& s = req.io[i];
+        switch (s.how) {
+        case stdio::kind::inherit:
+            break;
+        case stdio::kind::pipe:
+            check_spawn(::posix_spawn_file_actions_adddup2(&setup.actions, child_ends[i].get(), target),
+                        "posix_spawn_file_actions_adddup2");
+            break;
+        case stdio::kind::devnull:
+            check_spawn(::posix_spawn_file_actions_addopen(&setup.actions, target, "/dev/null",
+                                                           target == 0 ? O_RDONLY : O_WRONLY, 0),
+                        "posix_spawn_file_actions_addopen");
+            break;
+        case stdio::kind::stdout_:
+            check_spawn(::posix_spawn_file_actions_adddup2(&setup.actions, 1, 2),
+                        "posix_spawn_file_actions_adddup2");
+            break;
+        case stdio::kind::fd: {
+            const int src = child_ends[i] ? child_ends[i].get() : s.fd;
+            if (src != target) // the same fd: inherited as it is
+                check_spawn(::posix_spawn_file_actions_adddup2(&setup.actions, src, target),
+                            "posix_spawn_file_actions_adddup2");
+            break;
+        }
+        }
+    }
+    if (req.cwd) {
+#if defined(CORIO_DETAIL_SPAWN_CHDIR)
+        check_spawn(::posix_spawn_file_actions_addchdir_np(&setup.actions, req.cwd->c_str()),
+                    "posix_spawn_file_actions_addchdir_np");
+#else
+        throw std::system_error(ENOSYS, std::generic_category(),
+                                "corio::create_subprocess_exec: cwd is not supported on this platform");
+#endif
+    }
+#if defined(CORIO_DETAIL_SPAWN_CLOSEFROM)
+    // Python's close_fds=True: the child keeps 0, 1 and 2 only.
+    check_spawn(::posix_spawn_file_actions_addclosefrom_np(&setup.actions, 3),
+                "posix_spawn_file_actions_addclosefrom_np");
+#endif
+    // Python's restore_signals=True: what the parent ignores, the child must not.
+    sigset_t defaults;
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGPIPE);
+#if defined(SIGXFSZ)
+    sigaddset(&defaults, SIGXFSZ);
+#endif
+    check_spawn(::posix_spawnattr_setsigdefault(&setup.attr, &defaults), "posix_spawnattr_setsigdefault");
+    check_spawn(::posix_spawnattr_setflags(&setup.attr, POSIX_SPAWN_SETSIGDEF), "posix_spawnattr_setflags");
+
+    std::vector<char*> argv;
+    argv.reserve(req.argv.size() + 1);
+    for (const std::string& a : req.argv) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    std::vector<char*> envp;
+    if (req.env) {
+        envp.reserve(req.env->size() + 1);
+        for (const std::string& e : *req.env) envp.push_back(const_cast<char*>(e.c_str()));
+        envp.push_back(nullptr);
+    }
+#if defined(__APPLE__)
+    char* const* env = req.env ? envp.data() : *_NSGetEnviron();
+#else
+    char* const* env = req.env ? envp.data() : environ;
+#endif
+
+    const std::string& program = req.argv[0];
+    int e;
+    if (program.find('/') != std::string::npos) {
+        e = ::posix_spawn(&out.pid, program.c_str(), &setup.actions, &setup.attr, argv.data(), env);
+    } else if (!req.env) {
+        e = ::posix_spawnp(&out.pid, program.c_str(), &setup.actions, &setup.attr, argv.data(), env);
+    } else {
+        std::string path = "/bin:/usr/bin"; // Python's os.defpath, for an env without PATH
+        for (const std::string& kv : *req.env)
+            if (kv.rfind("PATH=", 0) == 0) path = kv.substr(5);
+        e = spawn_in_path(&out.pid, program, path, &setup.actions, &setup.attr, argv.data(), env);
+    }
+    if (e) throw std::system_error(e, std::generic_category(), program);
+    return out; // child_ends close here: the child has its copies
+}
+
+/// What every copy of a `process` handle shares.
+class process_state {
+public:
+    process_state(event_loop& loop, pid_t pid)
+        : m_loop(&loop), m_pid(pid), m_watch(std::make_unique<child_watch>(pid)), m_exited(loop) {}
+    process_state(const process_state&) = delete;
+    process_state& operator=(const process_state&) = delete;
+
+    /// The last handle is gone: a running child is killed (asyncio closes a running child's
+    /// transport so) and reaped in the background; the pipes are closed. Once the loop is
+    /// closed (the future's loop pointer is cleared then), the loop is not touched.
+    ~process_state() {
+        const bool loop_open = m_exited.core()->loop() != nullptr;
+        if (!m_returncode && m_watch && !m_watch->collected()) {
+            try {
+                if (loop_open && m_registered) m_loop->remove_reader(m_watch->fd());
+                m_watch->send_signal(SIGKILL);
+            } catch (...) { // kill() refused (EPERM): nothing more can be done
+            }
+            if (loop_open && !m_watch->threaded()) adopt_orphan();
+        }
+        for (auto& tr : m_pipes) {
+            if (!tr || !loop_open) continue;
+            try {
+                if (!tr->is_closing()) tr->close();
+            } catch (...) {
+            }
+        }
+    }
+
+    /// Starts watching for the exit on the loop.
+    void start() {
+        m_loop->add_reader(m_watch->fd(), [this] { on_exit_ready(); });
+        m_registered = true;
+    }
+
+    pid_t pid() const noexcept { return m_pid; }
+    const std::optional<int>& returncode() const noexcept { return m_returncode; }
+    future<void>& exited() noexcept { return m_exited; }
+    event_loop& loop() const noexcept { return *m_loop; }
+    std::array<std::shared_ptr<transport>, 3>& pipes() noexcept { return m_pipes; }
+
+    void send_signal(int sig) {
+        if (m_returncode || !m_watch->send_signal(sig))
+            throw std::system_error(ESRCH, std::generic_category(),
+                                    "send_signal: the process has exited"); // ProcessLookupError
+    }
+
+private:
+    void on_exit_ready() {
+        std::optional<child_exit> ex = m_watch->try_collect();
+        if (!ex) return;
+        m_loop->remove_reader(m_watch->fd());
+        m_registered = false;
+        m_watch->close_fd();
+        m_returncode = ex->returncode;
+        if (ex->unknown)
+            m_loop->call_exception_handler(
+                {"Unknown child process pid " + std::to_string(m_pid) +
+                     ", will report returncode 255",
+                 nullptr,
+                 {}});
+        if (!m_exited.done()) m_exited.set_result();
+    }
+
+    /// The killed child is reaped by the loop when its pidfd fires; if the loop closes first,
+    /// the callback is dropped and ~child_watch hands the pid to a detached reaper thread.
+    void adopt_orphan() noexcept {
+        try {
+            std::shared_ptr<child_watch> w(std::move(m_watch));
+            event_loop* loop = m_loop;
+            loop->add_reader(w->fd(), [w, loop] {
+                if (!w->try_collect()) return;
+                loop->remove_reader(w->fd()); // destroys this callable once it returns
+                w->close_fd();
+            });
+        } catch (...) { // the watch (if not moved) reaps in the background as it is destroyed
+        }
+    }
+
+    event_loop* m_loop;
+    pid_t m_pid;
+    std::unique_ptr<child_watch> m_watch; ///< moved to the loop (adopt_orphan) at the very end
+    future<void> m_exited; ///< done at exit; its loop pointer is cleared when the loop closes
+    std::optional<int> m_returncode;
+    std::array<std::shared_ptr<transport>, 3> m_pipes;
+    bool m_registered = false;
+};
+
+inline task<int> wait_exit(std::shared_ptr<process_state> st) {
+    if (!st->returncode()) co_await st->exited().wait_done(); // cancelling only stops waiting
+    co_return *st->returncode();
+}
+
+inline bool is_broken_pipe(const std::system_error& e) noexcept {
+    return e.code() == std::errc::broken_pipe || e.code() == std::errc::connection_reset;
+}
+
+/// asyncio's Process._feed_stdin.
+inline task<> feed_stdin(std::optional<stream_writer> w, std::string input) {
+    if (!w || !*w) co_return;
+    try {
+        if (!input.empty()) {
+            w->write(input);
+            co_await w->drain();
+        }
+    } catch (const std::system_error& e) {
+        if (!is_broken_pipe(e)) { // communicate() ignores BrokenPipeError and ConnectionResetError
+            w->close();
+            throw;
+        }
+    }
+    w->close();
+}
+
+/// asyncio's Process._read_stream: all of it, then the pipe is closed.
+inline task<std::string> read_pipe(std::optional<stream_reader> r, std::shared_ptr<transport> tr) {
+    if (!r) co_return std::string();
+    std::string data = co_await r->read();
+    if (tr && !tr->is_closing()) tr->close();
+    co_return data;
+}
+
+inline task<std::pair<std::string, std::string>> communicate(std::shared_ptr<process_state> st,
+                                                            std::optional<stream_writer> in,
+                                                            std::optional<stream_reader> out,
+                                                            std::optional<stream_reader> err,
+                                                            std::string input) {
+    auto feed = feed_stdin(std::move(in), std::move(input));
+    auto read_out = read_pipe(std::move(out), st->pipes()[1]);
+    auto read_err = read_pipe(std::move(err), st->pipes()[2]);
+    auto all = gather(std::move(feed), std::move(read_out), std::move(read_err));
+    auto results = co_await std::move(all);
+    co_await wait_exit(st);
+    co_return std::pair<std::string, std::string>(std::move(std::get<1>(results)),
+                                                  std::move(std::get<2>(results)));
+}
+
+inline task<process> spawn_task(spawn_request req);
+
+template <class T>
+concept exec_arg = std::constructible_from<std::string, const T&>;
+template <class T>
+concept options_arg = std::same_as<std::remove_cvref_t<T>, subprocess_options>;
+
+/// Program and arguments (string-like), optionally ended by a subprocess_options.
+template <class... A>
+consteval bool valid_exec_args() {
+    constexpr std::size_t n = sizeof...(A);
+    if constexpr (n == 0) {
+        return false;
+    } else {
+        constexpr bool str[] = {exec_arg<A>...};
+        constexpr bool opt[] = {options_arg<A>...};
+        if (!str[0]) return false;
+        for (std::size_t i = 1; i < n; ++i)
+            if (!str[i] && !(opt[i] && i + 1 == n)) return false;
+        return true;
+    }
+}
+
+} // namespace detail::proc
+
+/// A child process (asyncio.subprocess.Process), as create_subprocess_exec gives it.
+///
+/// A copyable handle: copies share the child. When the last copy is gone (and no wait() or
+/// communicate() is pending) while the child still runs, the child is killed (SIGKILL) and
+/// reaped in the background, as asyncio does when it collects a running child's transport;
+/// keep the handle, or `co_await wait()`, for as long as the child should live.
+class process {
+public:
+    /// An empty handle (only assignment and `operator bool` may be used).
+    process() noexcept = default;
+
+    /// Writes to the child's stdin (set if `stdin_ = corio::pipe`). Closing it (`close()` or
+    /// `write_eof()`) gives the child EOF.
+    std::optional<stream_writer> stdin_;
+    /// Reads the child's stdout (set if `stdout_ = corio::pipe`).
+    std::optional<stream_reader> stdout_;
+    /// Reads the child's stderr (set if `stderr_ = corio::pipe`).
+    std::optional<stream_reader> stderr_;
+
+    /// True unless the handle is empty.
+    explicit operator bool() const noexcept { return m_state != nullptr; }
+
+    /// The child's process id.
+    int pid() const noexcept { return static_cast<int>(m_state->pid()); }
+
+    /// The exit status once the child has exited and the loop noticed (empty before): the exit
+    /// code, or `-N` if it was killed by signal N (asyncio's returncode).
+    std::optional<int> returncode() const noexcept { return m_state->returncode(); }
+
+    /// Waits for the child to exit and gives its returncode (at once if it already has).
+    /// Returns when the child exits, whether or not its pipes are closed (see the file
+    /// comment). Cancellation: only the waiting stops; the child keeps running and wait() may
+    /// be called again (asyncio). Any number of tasks may wait at once.
+    [[nodiscard]] task<int> wait() const { return detail::proc::wait_exit(m_state); }
+
+    /// asyncio's communicate(input): writes `input` to stdin (if it is a pipe) and closes it,
+    /// reads stdout and stderr (those that are pipes) until EOF, concurrently, then waits for
+    /// the child to exit. Gives `{stdout, stderr}` (empty for a stream that is not a pipe).
+    /// A child that exits or closes its stdin before reading all the input is not an error
+    /// (EPIPE and ECONNRESET on stdin are ignored, as asyncio does); other I/O errors are
+    /// thrown (`std::system_error`). Output is not bounded by the stream limit (read() to EOF).
+    /// Cancellation: the reading and writing stop (the pipes stay open; what was read is
+    /// lost), the child keeps running.
+    [[nodiscard]] task<std::pair<std::string, std::string>> communicate(std::string input = {}) const {
+        return detail::proc::communicate(m_state, stdin_, stdout_, stderr_, std::move(input));
+    }
+
+    /// Sends signal `sig` to the child. Throws `std::system_error` ESRCH once the child has
+    /// exited and was reaped (asyncio's ProcessLookupError; corio never signals a pid that
+    /// may have been reused), or with kill()'s errno.
+    void send_signal(int sig) { m_state->send_signal(sig); }
+    /// send_signal(SIGTERM).
+    void terminate() { send_signal(SIGTERM); }
+    /// send_signal(SIGKILL).
+    void kill() { send_signal(SIGKILL); }
+
+private:
+    friend task<process> detail::proc::spawn_task(detail::proc::spawn_request req);
+    std::shared_ptr<detail::proc::process_state> m_state;
+};
+
+namespace detail::proc {
+
+/// Spawns on the running loop when first resumed (create_subprocess_exec is lazy, as every
+/// corio coroutine), and wires the pipes to streams.
+inline task<process> spawn_task(spawn_request req) {
+    event_loop& loop = get_running_loop();
+    spawned child = spawn_child(req);
+    std::shared_ptr<process_state> st;
+    try {
+        st = std::make_shared<process_state>(loop, child.pid);
+    } catch (...) { // no way to watch it: do not leave it running unwatched
+        ::kill(child.pid, SIGKILL);
+        (void)blocking_reap(child.pid);
+        throw;
+    }
+    // From here on, an exception destroys `st`, which kills the child and reaps it.
+    process p;
+    p.m_state = st;
+    for (std::size_t i = 0; i < 3; ++i) {
+        unique_fd& fd = child.parent_ends[i];
+        if (!fd) continue;
+        std::optional<stream_reader> reader;
+        if (i > 0) reader.emplace(req.limit);
+        auto proto = std::make_shared<stream_protocol>(reader);
+        auto tr = make_pipe_transport(loop, fd.release(), proto); // owns the fd, even if it throws
+        st->pipes()[i] = tr;
+        if (i == 0) p.stdin_.emplace(tr, proto);
+        else if (i == 1) p.stdout_ = std::move(reader);
+        else p.stderr_ = std::move(reader);
+    }
+    st->start();
+    co_return p;
+}
+
+} // namespace detail::proc
+
+/// asyncio.create_subprocess_exec(program, *args, ...): starts `program` with `args` and gives
+/// the `process`. The arguments are strings (anything a std::string can be made from); the
+/// last may be a `subprocess_options`:
+///
+///     auto p = co_await corio::create_subprocess_exec("ls", "-l", dir,
+///                                                      corio::subprocess_options{.stdout_ = corio::pipe});
+///
+/// Lazy, as every corio coroutine: the child starts when the task is awaited (or scheduled).
+/// Throws `std::system_error` if it cannot be started (ENOENT for a program that does not
+/// exist, EACCES, EMFILE...), `std::invalid_argument` for invalid options. Must run in a task
+/// (it uses the running loop). Cancellation: spawning does not suspend, so a cancelled
+/// task never runs it or already has the process.
+template <class... A>
+    requires(detail::proc::valid_exec_args<A...>())
+[[nodiscard]] task<process> create_subprocess_exec(A&&... args) {
+    std::vector<std::string> argv;
+    argv.reserve(sizeof...(A));
+    subprocess_options opts;
+    auto add = [&]<class T>(T&& a) {
+        if constexpr (detail::proc::options_arg<T>) opts = a;
+        else argv.emplace_back(std::forward<T>(a));
+    };
+    (add(std::forward<A>(args)), ...);
+    return detail::proc::spawn_task(detail::proc::make_request(std::move(argv), opts));
+}
+
+/// create_subprocess_exec with the program and its arguments in one vector (`argv[0]` is the
+/// program): `co_await corio::create_subprocess_exec(argv, {.stdin_ = corio::pipe})`. (GCC 12
+/// rejects a braced list such as `{"sort", "-n"}` inside a co_await statement, "array used as
+/// initializer": name the vector first.) Throws as the variadic form; `std::invalid_argument`
+/// for an empty argv.
+[[nodiscard]] inline task<process> create_subprocess_exec(std::vector<std::string> argv,
+                                                          subprocess_options opts = {}) {
+    return detail::proc::spawn_task(detail::proc::make_request(std::move(argv), opts));
+}
+
+/// asyncio.create_subprocess_shell(cmd): runs `cmd` with `/bin/sh -c`. The shell interprets
+/// it: never pass untrusted input. Throws as create_subprocess_exec.
+[[nodiscard]] inline task<process> create_subprocess_shell(std::string_view cmd,
+                                                           subprocess_options opts = {}) {
+    return create_subprocess_exec(std::vector<std::string>{"/bin/sh", "-c", std::string(cmd)}, opts);
+}
+
+} // namespace corio
+// ---- end corio/subprocess.hpp ----
 // ---- begin corio/task_group.hpp (included from corio/corio.hpp) ----
 /// \file corio/task_group.hpp
 /// `corio::task_group`: asyncio's TaskGroup, with `join()` in place of `async with`.

@@ -66,18 +66,25 @@ public:
     explicit invalid_state_error(const std::string& what) : std::logic_error(what) {}
 };
 
-/// `readexactly(n)` met end of stream before `n` bytes (streams: planned).
+/// `readexactly(n)` or `readuntil(sep)` met end of stream first (corio/streams.hpp).
 class incomplete_read_error : public std::runtime_error {
 public:
-    /// what() reads "P bytes read on a total of N expected bytes", as asyncio's message.
+    /// `expected` is how many bytes were asked for, or `unknown_size` (readuntil). what() reads
+    /// "P bytes read on a total of N expected bytes" (or "... of undefined expected bytes"), as
+    /// asyncio's message.
     incomplete_read_error(std::string partial, std::size_t expected)
         : std::runtime_error(std::to_string(partial.size()) + " bytes read on a total of " +
-                             std::to_string(expected) + " expected bytes"),
+                             (expected == unknown_size ? std::string("undefined")
+                                                       : std::to_string(expected)) +
+                             " expected bytes"),
           m_partial(std::move(partial)), m_expected(expected) {}
+
+    /// The `expected()` of a read that had no size (asyncio's `expected=None`).
+    static constexpr std::size_t unknown_size = static_cast<std::size_t>(-1);
 
     /// The bytes read before end of stream.
     const std::string& partial() const noexcept { return m_partial; }
-    /// How many bytes were asked for.
+    /// How many bytes were asked for; `unknown_size` for readuntil.
     std::size_t expected() const noexcept { return m_expected; }
 
 private:
@@ -85,7 +92,7 @@ private:
     std::size_t m_expected;
 };
 
-/// A separator was not found within the reader's `limit` (streams: planned).
+/// A separator was not found within the reader's `limit` (corio/streams.hpp).
 class limit_overrun_error : public std::runtime_error {
 public:
     /// `consumed`: see consumed().
