@@ -34,6 +34,11 @@ const std::vector<stop> stops = {
     {"timeouts", {"-t", "0.01"}, "seeds/001: wait with a timeout that is too short..."},
     {"timeouts", {"-t", "5"}, "...and one that is long enough"},
     {"offload", {}, "seeds/004: do not block the loop: CPU work in the executor, the loop keeps serving"},
+    {"port_scanner", {"--demo"}, "seeds/000: scan_em_all over async_pool_executor, finding its own listeners"},
+    {"sort_service", {"--demo"}, "seeds/003: sorting as a service, the sort in the executor"},
+    {"hello_http", {"--demo"}, "seeds/004: the aiohttp hello server: keep-alive, pipelining, a bad request"},
+    {"dns_server", {"--demo"}, "seeds/003: the DNS server on UDP, asked by its own client: known, unknown, malformed"},
+    {"fetch_http", {"--demo"}, "seeds/004: fetch(url) from a tiny in-process server: a redirect, chunks, a timeout"},
 };
 
 std::string directory_of(const char* path) {
