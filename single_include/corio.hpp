@@ -241,10 +241,40 @@ public:
     /// Sets the length after a system call filled data(); clamps to capacity().
     void resize(socklen_t len) noexcept { m_size = len > capacity() ? capacity() : len; }
 
-    /// Byte-wise equality of the meaningful part.
+    /// Same family, host and port (IPv6: and scope), or the same Unix path. Compared field by
+    /// field, not byte by byte: on the BSDs and macOS the kernel fills in `sin_len`, which an
+    /// address built here leaves at 0.
     friend bool operator==(const address& a, const address& b) noexcept {
-        return a.m_size == b.m_size &&
-               std::memcmp(&a.m_storage, &b.m_storage, static_cast<std::size_t>(a.m_size)) == 0;
+        if (a.family() != b.family()) return false;
+        switch (a.family()) {
+        case AF_UNSPEC:
+            return true;
+        case AF_INET: {
+            const auto& x = *reinterpret_cast<const sockaddr_in*>(&a.m_storage);
+            const auto& y = *reinterpret_cast<const sockaddr_in*>(&b.m_storage);
+            return x.sin_port == y.sin_port && x.sin_addr.s_addr == y.sin_addr.s_addr;
+        }
+        case AF_INET6: {
+            const auto& x = *reinterpret_cast<const sockaddr_in6*>(&a.m_storage);
+            const auto& y = *reinterpret_cast<const sockaddr_in6*>(&b.m_storage);
+            return x.sin6_port == y.sin6_port && x.sin6_scope_id == y.sin6_scope_id &&
+                   std::memcmp(&x.sin6_addr, &y.sin6_addr, sizeof x.sin6_addr) == 0;
+        }
+        case AF_UNIX: {
+            // The path part only (an abstract name's length is significant).
+            const std::size_t off = offsetof(sockaddr_un, sun_path);
+            const std::size_t na = a.m_size > off ? static_cast<std::size_t>(a.m_size) - off : 0;
+            const std::size_t nb = b.m_size > off ? static_cast<std::size_t>(b.m_size) - off : 0;
+            const auto* pa = reinterpret_cast<const sockaddr_un*>(&a.m_storage)->sun_path;
+            const auto* pb = reinterpret_cast<const sockaddr_un*>(&b.m_storage)->sun_path;
+            if (na > 0 && pa[0] != '\0' && nb > 0 && pb[0] != '\0')
+                return a.host() == b.host(); // a path: up to its NUL, whatever the length says
+            return na == nb && std::memcmp(pa, pb, na) == 0;
+        }
+        default:
+            return a.m_size == b.m_size &&
+                   std::memcmp(&a.m_storage, &b.m_storage, static_cast<std::size_t>(a.m_size)) == 0;
+        }
     }
 
 private:
@@ -4497,6 +4527,92 @@ async_generator<T> async_generator_promise<T>::get_return_object() noexcept {
 /// endpoint still open drops those callbacks, which destroys the transport and closes the
 /// socket (without a connection_lost call, as asyncio). The destructor never touches the loop.
 
+// ---- begin corio/detail/loop_registry.hpp (included from corio/detail/datagram_transport.hpp) ----
+/// \file corio/detail/loop_registry.hpp
+/// The loop's reference to the open transports and servers of corio's networking layer: the
+/// loop owns them while they are open, and when it closes it detaches whatever is still open
+/// (fds closed, protocols released, no callback), as asyncio drops such transports.
+
+
+#include <unordered_map>
+
+namespace corio::detail {
+
+// --- Loop ownership ----------------------------------------------------------------------------
+
+/// Something the loop owns while it is open (a transport, a server).
+class loop_resource {
+public:
+    virtual ~loop_resource() = default;
+    /// The loop is closing (called from inside `event_loop::close`): forget the loop, close the
+    /// fds and release the protocol, without calling the loop or any protocol callback.
+    virtual void loop_closed() noexcept = 0;
+};
+
+/// The open transports and servers of one loop: the loop's reference to them. It is one of
+/// the loop's attachments (loop_ops::add_attachment), so the loop's close() destroys it, and
+/// its destructor detaches everything still open.
+class loop_registry {
+public:
+    /// The registry of `loop`, made on first use. Throws `std::runtime_error` if the loop is
+    /// closed.
+    static loop_registry& of(event_loop& loop) {
+        if (loop_registry* r = find(loop)) return *r;
+        auto reg = std::shared_ptr<loop_registry>(new loop_registry());
+        loop_ops::add_attachment(loop, key(), reg);
+        return *reg;
+    }
+
+    loop_registry(const loop_registry&) = delete;
+    loop_registry& operator=(const loop_registry&) = delete;
+
+    /// Detaches everything still open (the loop is closing).
+    ~loop_registry() {
+        auto items = std::move(m_items);
+        m_items.clear();
+        m_closing = true;
+        for (auto& [raw, owned] : items) raw->loop_closed();
+        // `items` releases its references here: transports and servers die unless a user
+        // still holds them.
+    }
+
+    /// The loop now owns `r`.
+    void add(std::shared_ptr<loop_resource> r) {
+        if (m_closing) return;
+        loop_resource* raw = r.get();
+        m_items.emplace(raw, std::move(r));
+    }
+    /// The loop lets go of `r`; the reference is handed back so that the caller decides when
+    /// the object may die (not in the middle of one of its own members).
+    std::shared_ptr<loop_resource> remove(loop_resource* r) noexcept {
+        auto it = m_items.find(r);
+        if (it == m_items.end()) return nullptr;
+        std::shared_ptr<loop_resource> out = std::move(it->second);
+        m_items.erase(it);
+        return out;
+    }
+    /// How many objects the loop owns (for tests).
+    std::size_t size() const noexcept { return m_items.size(); }
+
+    /// The registry of `loop` if it has one (for tests).
+    static loop_registry* find(const event_loop& loop) noexcept {
+        return static_cast<loop_registry*>(loop_ops::find_attachment(loop, key()));
+    }
+
+private:
+    loop_registry() = default;
+
+    static const void* key() noexcept {
+        static const char k = 0;
+        return &k;
+    }
+
+    std::unordered_map<loop_resource*, std::shared_ptr<loop_resource>> m_items;
+    bool m_closing = false;
+};
+
+} // namespace corio::detail
+// ---- end corio/detail/loop_registry.hpp ----
 // ---- begin corio/detail/socket.hpp (included from corio/detail/datagram_transport.hpp) ----
 /// \file corio/detail/socket.hpp
 /// File-descriptor and socket helpers for the stream transports and servers (corio/net.hpp):
@@ -4781,7 +4897,9 @@ inline bool is_resource_accept_error(int err) noexcept {
 ///
 /// Callbacks run on the loop thread, one at a time, in the order asyncio documents:
 /// `connection_made`, then any number of `data_received`, then at most one `eof_received`,
-/// then exactly one `connection_lost`. An exception escaping a callback goes to the loop's
+/// then exactly one `connection_lost` — except when `connection_made` itself throws (the
+/// connection is aborted without it) or the loop is closed with the connection still open
+/// (it is dropped without callbacks, as asyncio drops it). An exception escaping a callback goes to the loop's
 /// exception handler. As in asyncio, a stream transport is then aborted (connection_lost gets
 /// that exception), while a datagram endpoint keeps working.
 
@@ -4916,7 +5034,7 @@ class base_protocol {
 public:
     virtual ~base_protocol() = default;
     /// The connection ended: `exc` is null for a normal close or EOF, else the error (a
-    /// `std::system_error` for a reset, for instance). Called exactly once.
+    /// `std::system_error` for a reset, for instance). Called once (see the file comment).
     virtual void connection_lost(std::exception_ptr exc) { (void)exc; }
     /// The transport's write buffer went over its high-water mark: stop writing.
     virtual void pause_writing() {}
@@ -4989,7 +5107,7 @@ inline char* datagram_read_buffer(std::size_t size) {
 // --- The transport -------------------------------------------------------------------------
 
 /// A UDP or Unix datagram endpoint: see the file comment.
-class datagram_socket_transport final : public datagram_transport {
+class datagram_socket_transport final : public datagram_transport, public loop_resource {
 public:
     /// Receive buffer size: every UDP payload fits (65507 bytes over IPv4, 65527 over IPv6).
     static constexpr std::size_t read_buffer_size = 65536;
@@ -5019,6 +5137,10 @@ public:
     /// Calls connection_made (its exception propagates: the caller drops the transport, which
     /// closes the socket, and connection_lost is not called), then starts reading.
     void start() {
+        // The loop owns the endpoint while it is open; if the loop closes first, loop_closed()
+        // detaches it, so a handle kept past the loop never touches the loop.
+        m_registry = &loop_registry::of(*m_loop);
+        m_registry->add(shared_self());
         try {
             m_protocol->connection_made(*this);
         } catch (...) {
@@ -5029,6 +5151,7 @@ public:
             m_buffer_size = 0;
             stop_writing();
             m_protocol.reset();
+            leave_registry();
             throw;
         }
         if (!m_closing) {
@@ -5131,7 +5254,7 @@ private:
     }
 
     void report(const char* what, std::exception_ptr e) noexcept {
-        if (!m_loop->is_closed()) m_loop->call_exception_handler({what, std::move(e), {}});
+        if (m_loop && !m_loop->is_closed()) m_loop->call_exception_handler({what, std::move(e), {}});
         else event_loop::print_report({what, std::move(e), {}});
     }
 
@@ -5257,12 +5380,12 @@ private:
     void stop_reading() noexcept {
         if (!m_reading) return;
         m_reading = false;
-        if (!m_loop->is_closed()) m_loop->remove_reader(m_fd);
+        if (m_loop && !m_loop->is_closed()) m_loop->remove_reader(m_fd);
     }
     void stop_writing() noexcept {
         if (!m_writing) return;
         m_writing = false;
-        if (!m_loop->is_closed()) m_loop->remove_writer(m_fd);
+        if (m_loop && !m_loop->is_closed()) m_loop->remove_writer(m_fd);
     }
 
     void force_close(std::exception_ptr exc) {
@@ -5280,9 +5403,10 @@ private:
     }
 
     void schedule_connection_lost(std::exception_ptr exc) {
-        if (m_loop->is_closed()) { // nothing can be called back any more: just let go
+        if (!m_loop || m_loop->is_closed()) { // nothing can be called back any more: let go
             close_socket();
             m_protocol.reset();
+            leave_registry();
             return;
         }
         auto self = shared_self();
@@ -5300,8 +5424,34 @@ private:
             }
         }
         close_socket();
+        leave_registry();
         // `p` is released here: the transport no longer keeps its protocol (breaks a
         // protocol -> transport reference cycle, as asyncio's `self._protocol = None`).
+    }
+
+    /// The loop no longer owns the endpoint (the caller still holds a reference to it).
+    void leave_registry() noexcept {
+        if (m_registry) {
+            std::shared_ptr<loop_resource> keep = m_registry->remove(this);
+            m_registry = nullptr;
+            // `keep` may be the last reference: callers hold their own (`self`) around this.
+            (void)keep;
+        }
+    }
+
+    // --- loop_resource ------------------------------------------------------------------
+
+    /// The loop is closing with the endpoint still open: drop everything without callbacks,
+    /// and forget the loop (a handle kept past it must never touch it).
+    void loop_closed() noexcept override {
+        m_loop = nullptr;
+        m_registry = nullptr;
+        m_closing = m_conn_lost = true;
+        m_reading = m_writing = false;
+        m_queue.clear();
+        m_buffer_size = 0;
+        close_socket();
+        m_protocol.reset();
     }
 
     void close_socket() noexcept {
@@ -5311,7 +5461,8 @@ private:
         }
     }
 
-    event_loop* m_loop;
+    event_loop* m_loop; ///< null once the loop closed (loop_closed)
+    loop_registry* m_registry = nullptr;
     int m_fd;
     std::shared_ptr<datagram_protocol> m_protocol;
     std::optional<address> m_peer;
@@ -5411,16 +5562,21 @@ auto create_datagram_endpoint(Factory factory, std::optional<address> local_addr
         detail::set_socket_option(fd.get(), SOL_SOCKET, SO_BROADCAST, 1, "setsockopt(SO_BROADCAST)");
     if (local_addr) {
         if (family == AF_UNIX) detail::remove_stale_unix_socket(*local_addr);
-        if (::bind(fd.get(), local_addr->data(), local_addr->size()) != 0)
-            detail::throw_os_error(errno, "error while attempting to bind on address " +
-                                           local_addr->to_string());
+        if (::bind(fd.get(), local_addr->data(), local_addr->size()) != 0) {
+            const int e = errno; // before the message is built: that may change errno
+            detail::throw_os_error(e, "error while attempting to bind on address " +
+                                          local_addr->to_string());
+        }
     }
     if (remote_addr) {
         int rc;
         do {
             rc = ::connect(fd.get(), remote_addr->data(), remote_addr->size());
         } while (rc != 0 && errno == EINTR);
-        if (rc != 0) detail::throw_os_error(errno, "connect to " + remote_addr->to_string());
+        if (rc != 0) {
+            const int e = errno;
+            detail::throw_os_error(e, "connect to " + remote_addr->to_string());
+        }
     }
 
     protocol_ptr proto = factory();
@@ -7697,83 +7853,9 @@ inline task<std::size_t> barrier::wait() {
 /// All members are loop-thread only.
 
 
-#include <unordered_map>
 
 
 namespace corio::detail {
-
-// --- Loop ownership ----------------------------------------------------------------------------
-
-/// Something the loop owns while it is open (a transport, a server).
-class loop_resource {
-public:
-    virtual ~loop_resource() = default;
-    /// The loop is closing (called from inside `event_loop::close`): forget the loop, close the
-    /// fds and release the protocol, without calling the loop or any protocol callback.
-    virtual void loop_closed() noexcept = 0;
-};
-
-/// The open transports and servers of one loop: the loop's reference to them. It is one of
-/// the loop's attachments (loop_ops::add_attachment), so the loop's close() destroys it, and
-/// its destructor detaches everything still open.
-class loop_registry {
-public:
-    /// The registry of `loop`, made on first use. Throws `std::runtime_error` if the loop is
-    /// closed.
-    static loop_registry& of(event_loop& loop) {
-        if (loop_registry* r = find(loop)) return *r;
-        auto reg = std::shared_ptr<loop_registry>(new loop_registry());
-        loop_ops::add_attachment(loop, key(), reg);
-        return *reg;
-    }
-
-    loop_registry(const loop_registry&) = delete;
-    loop_registry& operator=(const loop_registry&) = delete;
-
-    /// Detaches everything still open (the loop is closing).
-    ~loop_registry() {
-        auto items = std::move(m_items);
-        m_items.clear();
-        m_closing = true;
-        for (auto& [raw, owned] : items) raw->loop_closed();
-        // `items` releases its references here: transports and servers die unless a user
-        // still holds them.
-    }
-
-    /// The loop now owns `r`.
-    void add(std::shared_ptr<loop_resource> r) {
-        if (m_closing) return;
-        loop_resource* raw = r.get();
-        m_items.emplace(raw, std::move(r));
-    }
-    /// The loop lets go of `r`; the reference is handed back so that the caller decides when
-    /// the object may die (not in the middle of one of its own members).
-    std::shared_ptr<loop_resource> remove(loop_resource* r) noexcept {
-        auto it = m_items.find(r);
-        if (it == m_items.end()) return nullptr;
-        std::shared_ptr<loop_resource> out = std::move(it->second);
-        m_items.erase(it);
-        return out;
-    }
-    /// How many objects the loop owns (for tests).
-    std::size_t size() const noexcept { return m_items.size(); }
-
-    /// The registry of `loop` if it has one (for tests).
-    static loop_registry* find(const event_loop& loop) noexcept {
-        return static_cast<loop_registry*>(loop_ops::find_attachment(loop, key()));
-    }
-
-private:
-    loop_registry() = default;
-
-    static const void* key() noexcept {
-        static const char k = 0;
-        return &k;
-    }
-
-    std::unordered_map<loop_resource*, std::shared_ptr<loop_resource>> m_items;
-    bool m_closing = false;
-};
 
 class stream_transport;
 
@@ -8648,6 +8730,9 @@ public:
         m_serving_forever.reset();
         m_waiters.clear();
         m_waiters_done = true;
+        // The registry releases the connections too (they do not detach themselves): keep no
+        // pointer to them, or close_clients() on a handle kept past the loop would use them.
+        m_connections.clear();
     }
 
 private:
@@ -8782,8 +8867,10 @@ inline task<unique_fd> connect_stream_socket(event_loop& loop, address to, std::
             throw_os_error(EAFNOSUPPORT, "no matching local address with family " +
                                              std::to_string(to.family()) + " found (local_addr " +
                                              local->to_string() + ")");
-        if (::bind(fd.get(), local->data(), local->size()) != 0)
-            throw_os_error(errno, "error while attempting to bind on address " + local->to_string());
+        if (::bind(fd.get(), local->data(), local->size()) != 0) {
+            const int e = errno; // before the message is built: that may change errno
+            throw_os_error(e, "error while attempting to bind on address " + local->to_string());
+        }
     }
     if (::connect(fd.get(), to.data(), to.size()) == 0) co_return fd;
     int err = errno;
@@ -10017,8 +10104,8 @@ template <class Aw>
 /// - `readline()` over the limit throws `limit_overrun_error` (asyncio: `ValueError`), after
 ///   consuming exactly what asyncio consumes (the line and its newline if the newline was seen,
 ///   else the whole buffer).
-/// - `incomplete_read_error::expected()` is 0 when the size was unknown (asyncio: `None`, from
-///   `readuntil`).
+/// - `incomplete_read_error::expected()` is `incomplete_read_error::unknown_size` when the
+///   size was unknown (asyncio: `None`, from `readuntil`).
 /// - Misuse asyncio answers with ValueError throws `std::invalid_argument`: a limit of 0, an
 ///   empty separator. Two coroutines waiting on one reader: `std::runtime_error` ("read() called
 ///   while another coroutine is already waiting for incoming data"), as asyncio's RuntimeError.
@@ -10320,7 +10407,8 @@ public:
     /// found within `limit()` bytes, or the chunk before it is longer than `limit()` (the data
     /// stays buffered; `consumed()` says how much to read to get past it);
     /// `incomplete_read_error` at EOF without the separator (`partial()` has what was left,
-    /// now consumed; `expected()` is 0); `std::invalid_argument` for an empty separator; else
+    /// now consumed; `expected()` is `unknown_size`); `std::invalid_argument` for an empty
+    /// separator; else
     /// as read(). Cancellation: nothing is consumed.
     [[nodiscard]] task<std::string> readuntil(std::string separator = "\n") const {
         return detail::stream_readuntil(m_state, std::move(separator));
@@ -10472,6 +10560,7 @@ private:
         if (!self->m_paused) co_return;
         future<void> f;
         self->m_drain_waiters.push_back(f);
+        listed leave{self->m_drain_waiters, f}; // a cancelled drain must not stay listed
         co_await f.wait_done(); // cancelling the drain only stops this wait
         if (self->m_lost && self->m_lost_error) std::rethrow_exception(self->m_lost_error);
     }
@@ -10480,10 +10569,19 @@ private:
         if (!self->m_lost) {
             future<void> f;
             self->m_closed_waiters.push_back(f);
+            listed leave{self->m_closed_waiters, f};
             co_await f.wait_done();
         }
         if (self->m_lost_error) std::rethrow_exception(self->m_lost_error);
     }
+
+    /// Takes a waiter's future out of its list when the wait ends, however it ends (wake_all
+    /// has usually emptied the list by then: then there is nothing to do).
+    struct listed {
+        std::vector<future<void>>& list;
+        const future<void>& f;
+        ~listed() { std::erase(list, f); }
+    };
 
     std::optional<stream_reader> m_reader;
     connected_callback m_on_connected;
@@ -11593,8 +11691,8 @@ public:
     /// A child that exits or closes its stdin before reading all the input is not an error
     /// (EPIPE and ECONNRESET on stdin are ignored, as asyncio does); other I/O errors are
     /// thrown (`std::system_error`). Output is not bounded by the stream limit (read() to EOF).
-    /// Cancellation: the reading and writing stop (the pipes stay open; what was read is
-    /// lost), the child keeps running.
+    /// Cancellation: the reading and writing stop (the pipes stay open, and what was read
+    /// stays buffered in `stdout_`/`stderr_`), the child keeps running.
     [[nodiscard]] task<std::pair<std::string, std::string>> communicate(std::string input = {}) const {
         return detail::proc::communicate(m_state, stdin_, stdout_, stderr_, std::move(input));
     }
@@ -11684,6 +11782,39 @@ template <class... A>
                                                           subprocess_options opts = {}) {
     return detail::proc::spawn_task(detail::proc::make_request(std::move(argv), opts));
 }
+
+/// create_subprocess_exec with the options written in place, as asyncio's keyword arguments
+/// (API.md's spelling): `co_await corio::create_subprocess_exec("cat", {.stdin_ = corio::pipe})`,
+/// for a program and up to three arguments. (A braced list cannot be deduced into the
+/// variadic form's parameter pack, hence these overloads.) `subprocess_options` is trivially
+/// destructible, so building it inside the co_await statement is safe from GCC PR 100611.
+/// Throws as the variadic form.
+///@{
+[[nodiscard]] inline task<process> create_subprocess_exec(std::string_view program,
+                                                          subprocess_options opts) {
+    return create_subprocess_exec(std::vector<std::string>{std::string(program)}, opts);
+}
+[[nodiscard]] inline task<process> create_subprocess_exec(std::string_view program,
+                                                          std::string_view a1,
+                                                          subprocess_options opts) {
+    return create_subprocess_exec(std::vector<std::string>{std::string(program), std::string(a1)},
+                                  opts);
+}
+[[nodiscard]] inline task<process> create_subprocess_exec(std::string_view program,
+                                                          std::string_view a1, std::string_view a2,
+                                                          subprocess_options opts) {
+    return create_subprocess_exec(
+        std::vector<std::string>{std::string(program), std::string(a1), std::string(a2)}, opts);
+}
+[[nodiscard]] inline task<process> create_subprocess_exec(std::string_view program,
+                                                          std::string_view a1, std::string_view a2,
+                                                          std::string_view a3,
+                                                          subprocess_options opts) {
+    return create_subprocess_exec(std::vector<std::string>{std::string(program), std::string(a1),
+                                                           std::string(a2), std::string(a3)},
+                                  opts);
+}
+///@}
 
 /// asyncio.create_subprocess_shell(cmd): runs `cmd` with `/bin/sh -c`. The shell interprets
 /// it: never pass untrusted input. Throws as create_subprocess_exec.

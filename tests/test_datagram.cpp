@@ -295,6 +295,27 @@ TEST_CASE("the transport keeps itself alive while open, and lets go of its proto
     });
 }
 
+TEST_CASE("an endpoint kept past its loop is detached: its calls never touch the loop, no fd leaks") {
+    const int fds_before = corio_test::open_fd_count();
+    std::shared_ptr<corio::datagram_transport> kept;
+    std::shared_ptr<recorder> kept_protocol;
+    corio::run([&]() -> task<> {
+        auto [t, p] = co_await open(address{"127.0.0.1", 0});
+        kept = t;
+        kept_protocol = p;
+    }); // the loop closes (and is destroyed) with the endpoint still open
+    REQUIRE(kept);
+    CHECK(kept->is_closing());
+    CHECK(kept_protocol->lost == 0); // dropped without callbacks, as asyncio drops it
+    kept->sendto("dropped", address{"127.0.0.1", 9});
+    kept->close();
+    kept->abort();
+    CHECK(kept->get_write_buffer_size() == 0);
+    CHECK(corio_test::open_fd_count() == fds_before); // the socket closed with the loop
+    kept.reset();
+    CHECK(kept_protocol->lost == 0);
+}
+
 TEST_CASE("IPv6 ::1 round trip") {
     if (!ipv6_loopback_available()) {
         MESSAGE("no IPv6 loopback here: skipped");

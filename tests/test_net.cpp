@@ -996,6 +996,27 @@ TEST_CASE("close_clients and abort_clients") {
     });
 }
 
+TEST_CASE("a server handle kept past its loop: close_clients and abort_clients are no-ops") {
+    fd_leak_check fds;
+    std::optional<corio::server> kept;
+    corio::run([&]() -> task<> {
+        recording_server rs;
+        auto sf = rs.factory();
+        corio::server srv = co_await corio::create_server(sf, "127.0.0.1", 0);
+        auto cf = client_factory();
+        auto conn = co_await corio::create_connection(cf, "127.0.0.1", srv.port());
+        bool ok = co_await corio_test::eventually([&] { return rs.conns.size() == 1; });
+        REQUIRE(ok);
+        kept = srv;
+    }); // the loop closes with the server and its connection open: both are detached
+    REQUIRE(kept);
+    CHECK_FALSE(kept->is_serving());
+    kept->close_clients(); // its connections are gone: nothing to touch
+    kept->abort_clients();
+    kept->close();
+    kept.reset();
+}
+
 TEST_CASE("serve_forever: starts serving, ends with cancellation closing the server") {
     fd_leak_check fds;
     corio::run([]() -> task<> {

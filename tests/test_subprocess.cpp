@@ -84,6 +84,21 @@ const corio::subprocess_options all_pipes{
 
 } // namespace
 
+TEST_CASE("API.md's spelling: options written in place, as asyncio's keyword arguments") {
+    corio::run([]() -> task<> {
+        auto p = co_await corio::create_subprocess_exec("/bin/echo", "in", "place",
+                                                        {.stdout_ = corio::pipe});
+        CHECK(co_await p.stdout_->read() == "in place\n");
+        CHECK(co_await p.wait() == 0);
+        auto q = co_await corio::create_subprocess_exec(
+            "cat", {.stdin_ = corio::pipe, .stdout_ = corio::pipe});
+        auto [out, err] = co_await q.communicate("meow");
+        CHECK(out == "meow");
+        CHECK(err.empty());
+        CHECK(q.returncode() == 0);
+    });
+}
+
 TEST_CASE("echo: stdout through a pipe, then exit code 0") {
     for (bool threaded : {false, true}) {
         CAPTURE(threaded);

@@ -171,10 +171,40 @@ public:
     /// Sets the length after a system call filled data(); clamps to capacity().
     void resize(socklen_t len) noexcept { m_size = len > capacity() ? capacity() : len; }
 
-    /// Byte-wise equality of the meaningful part.
+    /// Same family, host and port (IPv6: and scope), or the same Unix path. Compared field by
+    /// field, not byte by byte: on the BSDs and macOS the kernel fills in `sin_len`, which an
+    /// address built here leaves at 0.
     friend bool operator==(const address& a, const address& b) noexcept {
-        return a.m_size == b.m_size &&
-               std::memcmp(&a.m_storage, &b.m_storage, static_cast<std::size_t>(a.m_size)) == 0;
+        if (a.family() != b.family()) return false;
+        switch (a.family()) {
+        case AF_UNSPEC:
+            return true;
+        case AF_INET: {
+            const auto& x = *reinterpret_cast<const sockaddr_in*>(&a.m_storage);
+            const auto& y = *reinterpret_cast<const sockaddr_in*>(&b.m_storage);
+            return x.sin_port == y.sin_port && x.sin_addr.s_addr == y.sin_addr.s_addr;
+        }
+        case AF_INET6: {
+            const auto& x = *reinterpret_cast<const sockaddr_in6*>(&a.m_storage);
+            const auto& y = *reinterpret_cast<const sockaddr_in6*>(&b.m_storage);
+            return x.sin6_port == y.sin6_port && x.sin6_scope_id == y.sin6_scope_id &&
+                   std::memcmp(&x.sin6_addr, &y.sin6_addr, sizeof x.sin6_addr) == 0;
+        }
+        case AF_UNIX: {
+            // The path part only (an abstract name's length is significant).
+            const std::size_t off = offsetof(sockaddr_un, sun_path);
+            const std::size_t na = a.m_size > off ? static_cast<std::size_t>(a.m_size) - off : 0;
+            const std::size_t nb = b.m_size > off ? static_cast<std::size_t>(b.m_size) - off : 0;
+            const auto* pa = reinterpret_cast<const sockaddr_un*>(&a.m_storage)->sun_path;
+            const auto* pb = reinterpret_cast<const sockaddr_un*>(&b.m_storage)->sun_path;
+            if (na > 0 && pa[0] != '\0' && nb > 0 && pb[0] != '\0')
+                return a.host() == b.host(); // a path: up to its NUL, whatever the length says
+            return na == nb && std::memcmp(pa, pb, na) == 0;
+        }
+        default:
+            return a.m_size == b.m_size &&
+                   std::memcmp(&a.m_storage, &b.m_storage, static_cast<std::size_t>(a.m_size)) == 0;
+        }
     }
 
 private:

@@ -141,16 +141,21 @@ auto create_datagram_endpoint(Factory factory, std::optional<address> local_addr
         detail::set_socket_option(fd.get(), SOL_SOCKET, SO_BROADCAST, 1, "setsockopt(SO_BROADCAST)");
     if (local_addr) {
         if (family == AF_UNIX) detail::remove_stale_unix_socket(*local_addr);
-        if (::bind(fd.get(), local_addr->data(), local_addr->size()) != 0)
-            detail::throw_os_error(errno, "error while attempting to bind on address " +
-                                           local_addr->to_string());
+        if (::bind(fd.get(), local_addr->data(), local_addr->size()) != 0) {
+            const int e = errno; // before the message is built: that may change errno
+            detail::throw_os_error(e, "error while attempting to bind on address " +
+                                          local_addr->to_string());
+        }
     }
     if (remote_addr) {
         int rc;
         do {
             rc = ::connect(fd.get(), remote_addr->data(), remote_addr->size());
         } while (rc != 0 && errno == EINTR);
-        if (rc != 0) detail::throw_os_error(errno, "connect to " + remote_addr->to_string());
+        if (rc != 0) {
+            const int e = errno;
+            detail::throw_os_error(e, "connect to " + remote_addr->to_string());
+        }
     }
 
     protocol_ptr proto = factory();

@@ -271,6 +271,9 @@ public:
         m_serving_forever.reset();
         m_waiters.clear();
         m_waiters_done = true;
+        // The registry releases the connections too (they do not detach themselves): keep no
+        // pointer to them, or close_clients() on a handle kept past the loop would use them.
+        m_connections.clear();
     }
 
 private:
@@ -405,8 +408,10 @@ inline task<unique_fd> connect_stream_socket(event_loop& loop, address to, std::
             throw_os_error(EAFNOSUPPORT, "no matching local address with family " +
                                              std::to_string(to.family()) + " found (local_addr " +
                                              local->to_string() + ")");
-        if (::bind(fd.get(), local->data(), local->size()) != 0)
-            throw_os_error(errno, "error while attempting to bind on address " + local->to_string());
+        if (::bind(fd.get(), local->data(), local->size()) != 0) {
+            const int e = errno; // before the message is built: that may change errno
+            throw_os_error(e, "error while attempting to bind on address " + local->to_string());
+        }
     }
     if (::connect(fd.get(), to.data(), to.size()) == 0) co_return fd;
     int err = errno;

@@ -14,7 +14,9 @@
 ///
 /// Callbacks run on the loop thread, one at a time, in the order asyncio documents:
 /// `connection_made`, then any number of `data_received`, then at most one `eof_received`,
-/// then exactly one `connection_lost`. An exception escaping a callback goes to the loop's
+/// then exactly one `connection_lost` — except when `connection_made` itself throws (the
+/// connection is aborted without it) or the loop is closed with the connection still open
+/// (it is dropped without callbacks, as asyncio drops it). An exception escaping a callback goes to the loop's
 /// exception handler. As in asyncio, a stream transport is then aborted (connection_lost gets
 /// that exception), while a datagram endpoint keeps working.
 
@@ -31,7 +33,7 @@ class base_protocol {
 public:
     virtual ~base_protocol() = default;
     /// The connection ended: `exc` is null for a normal close or EOF, else the error (a
-    /// `std::system_error` for a reset, for instance). Called exactly once.
+    /// `std::system_error` for a reset, for instance). Called once (see the file comment).
     virtual void connection_lost(std::exception_ptr exc) { (void)exc; }
     /// The transport's write buffer went over its high-water mark: stop writing.
     virtual void pause_writing() {}

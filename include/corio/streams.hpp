@@ -43,8 +43,8 @@
 /// - `readline()` over the limit throws `limit_overrun_error` (asyncio: `ValueError`), after
 ///   consuming exactly what asyncio consumes (the line and its newline if the newline was seen,
 ///   else the whole buffer).
-/// - `incomplete_read_error::expected()` is 0 when the size was unknown (asyncio: `None`, from
-///   `readuntil`).
+/// - `incomplete_read_error::expected()` is `incomplete_read_error::unknown_size` when the
+///   size was unknown (asyncio: `None`, from `readuntil`).
 /// - Misuse asyncio answers with ValueError throws `std::invalid_argument`: a limit of 0, an
 ///   empty separator. Two coroutines waiting on one reader: `std::runtime_error` ("read() called
 ///   while another coroutine is already waiting for incoming data"), as asyncio's RuntimeError.
@@ -372,7 +372,8 @@ public:
     /// found within `limit()` bytes, or the chunk before it is longer than `limit()` (the data
     /// stays buffered; `consumed()` says how much to read to get past it);
     /// `incomplete_read_error` at EOF without the separator (`partial()` has what was left,
-    /// now consumed; `expected()` is 0); `std::invalid_argument` for an empty separator; else
+    /// now consumed; `expected()` is `unknown_size`); `std::invalid_argument` for an empty
+    /// separator; else
     /// as read(). Cancellation: nothing is consumed.
     [[nodiscard]] task<std::string> readuntil(std::string separator = "\n") const {
         return detail::stream_readuntil(m_state, std::move(separator));
@@ -524,6 +525,7 @@ private:
         if (!self->m_paused) co_return;
         future<void> f;
         self->m_drain_waiters.push_back(f);
+        listed leave{self->m_drain_waiters, f}; // a cancelled drain must not stay listed
         co_await f.wait_done(); // cancelling the drain only stops this wait
         if (self->m_lost && self->m_lost_error) std::rethrow_exception(self->m_lost_error);
     }
@@ -532,10 +534,19 @@ private:
         if (!self->m_lost) {
             future<void> f;
             self->m_closed_waiters.push_back(f);
+            listed leave{self->m_closed_waiters, f};
             co_await f.wait_done();
         }
         if (self->m_lost_error) std::rethrow_exception(self->m_lost_error);
     }
+
+    /// Takes a waiter's future out of its list when the wait ends, however it ends (wake_all
+    /// has usually emptied the list by then: then there is nothing to do).
+    struct listed {
+        std::vector<future<void>>& list;
+        const future<void>& f;
+        ~listed() { std::erase(list, f); }
+    };
 
     std::optional<stream_reader> m_reader;
     connected_callback m_on_connected;

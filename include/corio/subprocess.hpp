@@ -587,8 +587,8 @@ public:
     /// A child that exits or closes its stdin before reading all the input is not an error
     /// (EPIPE and ECONNRESET on stdin are ignored, as asyncio does); other I/O errors are
     /// thrown (`std::system_error`). Output is not bounded by the stream limit (read() to EOF).
-    /// Cancellation: the reading and writing stop (the pipes stay open; what was read is
-    /// lost), the child keeps running.
+    /// Cancellation: the reading and writing stop (the pipes stay open, and what was read
+    /// stays buffered in `stdout_`/`stderr_`), the child keeps running.
     [[nodiscard]] task<std::pair<std::string, std::string>> communicate(std::string input = {}) const {
         return detail::proc::communicate(m_state, stdin_, stdout_, stderr_, std::move(input));
     }
@@ -678,6 +678,39 @@ template <class... A>
                                                           subprocess_options opts = {}) {
     return detail::proc::spawn_task(detail::proc::make_request(std::move(argv), opts));
 }
+
+/// create_subprocess_exec with the options written in place, as asyncio's keyword arguments
+/// (API.md's spelling): `co_await corio::create_subprocess_exec("cat", {.stdin_ = corio::pipe})`,
+/// for a program and up to three arguments. (A braced list cannot be deduced into the
+/// variadic form's parameter pack, hence these overloads.) `subprocess_options` is trivially
+/// destructible, so building it inside the co_await statement is safe from GCC PR 100611.
+/// Throws as the variadic form.
+///@{
+[[nodiscard]] inline task<process> create_subprocess_exec(std::string_view program,
+                                                          subprocess_options opts) {
+    return create_subprocess_exec(std::vector<std::string>{std::string(program)}, opts);
+}
+[[nodiscard]] inline task<process> create_subprocess_exec(std::string_view program,
+                                                          std::string_view a1,
+                                                          subprocess_options opts) {
+    return create_subprocess_exec(std::vector<std::string>{std::string(program), std::string(a1)},
+                                  opts);
+}
+[[nodiscard]] inline task<process> create_subprocess_exec(std::string_view program,
+                                                          std::string_view a1, std::string_view a2,
+                                                          subprocess_options opts) {
+    return create_subprocess_exec(
+        std::vector<std::string>{std::string(program), std::string(a1), std::string(a2)}, opts);
+}
+[[nodiscard]] inline task<process> create_subprocess_exec(std::string_view program,
+                                                          std::string_view a1, std::string_view a2,
+                                                          std::string_view a3,
+                                                          subprocess_options opts) {
+    return create_subprocess_exec(std::vector<std::string>{std::string(program), std::string(a1),
+                                                           std::string(a2), std::string(a3)},
+                                  opts);
+}
+///@}
 
 /// asyncio.create_subprocess_shell(cmd): runs `cmd` with `/bin/sh -c`. The shell interprets
 /// it: never pass untrusted input. Throws as create_subprocess_exec.

@@ -27,6 +27,7 @@
 /// socket (without a connection_lost call, as asyncio). The destructor never touches the loop.
 
 #include <corio/address.hpp>
+#include <corio/detail/loop_registry.hpp>
 #include <corio/detail/socket.hpp>
 #include <corio/event_loop.hpp>
 #include <corio/exceptions.hpp>
@@ -78,7 +79,7 @@ inline char* datagram_read_buffer(std::size_t size) {
 // --- The transport -------------------------------------------------------------------------
 
 /// A UDP or Unix datagram endpoint: see the file comment.
-class datagram_socket_transport final : public datagram_transport {
+class datagram_socket_transport final : public datagram_transport, public loop_resource {
 public:
     /// Receive buffer size: every UDP payload fits (65507 bytes over IPv4, 65527 over IPv6).
     static constexpr std::size_t read_buffer_size = 65536;
@@ -108,6 +109,10 @@ public:
     /// Calls connection_made (its exception propagates: the caller drops the transport, which
     /// closes the socket, and connection_lost is not called), then starts reading.
     void start() {
+        // The loop owns the endpoint while it is open; if the loop closes first, loop_closed()
+        // detaches it, so a handle kept past the loop never touches the loop.
+        m_registry = &loop_registry::of(*m_loop);
+        m_registry->add(shared_self());
         try {
             m_protocol->connection_made(*this);
         } catch (...) {
@@ -118,6 +123,7 @@ public:
             m_buffer_size = 0;
             stop_writing();
             m_protocol.reset();
+            leave_registry();
             throw;
         }
         if (!m_closing) {
@@ -220,7 +226,7 @@ private:
     }
 
     void report(const char* what, std::exception_ptr e) noexcept {
-        if (!m_loop->is_closed()) m_loop->call_exception_handler({what, std::move(e), {}});
+        if (m_loop && !m_loop->is_closed()) m_loop->call_exception_handler({what, std::move(e), {}});
         else event_loop::print_report({what, std::move(e), {}});
     }
 
@@ -346,12 +352,12 @@ private:
     void stop_reading() noexcept {
         if (!m_reading) return;
         m_reading = false;
-        if (!m_loop->is_closed()) m_loop->remove_reader(m_fd);
+        if (m_loop && !m_loop->is_closed()) m_loop->remove_reader(m_fd);
     }
     void stop_writing() noexcept {
         if (!m_writing) return;
         m_writing = false;
-        if (!m_loop->is_closed()) m_loop->remove_writer(m_fd);
+        if (m_loop && !m_loop->is_closed()) m_loop->remove_writer(m_fd);
     }
 
     void force_close(std::exception_ptr exc) {
@@ -369,9 +375,10 @@ private:
     }
 
     void schedule_connection_lost(std::exception_ptr exc) {
-        if (m_loop->is_closed()) { // nothing can be called back any more: just let go
+        if (!m_loop || m_loop->is_closed()) { // nothing can be called back any more: let go
             close_socket();
             m_protocol.reset();
+            leave_registry();
             return;
         }
         auto self = shared_self();
@@ -389,8 +396,34 @@ private:
             }
         }
         close_socket();
+        leave_registry();
         // `p` is released here: the transport no longer keeps its protocol (breaks a
         // protocol -> transport reference cycle, as asyncio's `self._protocol = None`).
+    }
+
+    /// The loop no longer owns the endpoint (the caller still holds a reference to it).
+    void leave_registry() noexcept {
+        if (m_registry) {
+            std::shared_ptr<loop_resource> keep = m_registry->remove(this);
+            m_registry = nullptr;
+            // `keep` may be the last reference: callers hold their own (`self`) around this.
+            (void)keep;
+        }
+    }
+
+    // --- loop_resource ------------------------------------------------------------------
+
+    /// The loop is closing with the endpoint still open: drop everything without callbacks,
+    /// and forget the loop (a handle kept past it must never touch it).
+    void loop_closed() noexcept override {
+        m_loop = nullptr;
+        m_registry = nullptr;
+        m_closing = m_conn_lost = true;
+        m_reading = m_writing = false;
+        m_queue.clear();
+        m_buffer_size = 0;
+        close_socket();
+        m_protocol.reset();
     }
 
     void close_socket() noexcept {
@@ -400,7 +433,8 @@ private:
         }
     }
 
-    event_loop* m_loop;
+    event_loop* m_loop; ///< null once the loop closed (loop_closed)
+    loop_registry* m_registry = nullptr;
     int m_fd;
     std::shared_ptr<datagram_protocol> m_protocol;
     std::optional<address> m_peer;
